@@ -53,6 +53,7 @@ class ScramServer {
   std::string clientFirstBare_;
   std::string serverFirst_;
   std::string combinedNonce_;
+  char gs2Flag_ = 0;  // 'n' or 'y' from client-first; client-final's c= must repeat it
   Key32 clientKey_{};
 };
 
@@ -63,6 +64,9 @@ class ScramClient {
   // Pass-through: keys recovered from a client's SCRAM login against the same verifier.
   static ScramClient withKeys(const Key32& clientKey, const Key32& serverKey);
   void setNonceForTests(std::string nonce) { clientNonce_ = std::move(nonce); }
+  // Sends `user` in n= (tests only, to replay RFC 7677's example); libpq and usher send n= empty
+  // because PostgreSQL takes the user from the startup packet.
+  void setUserNameForTests(std::string user) { userName_ = std::move(user); }
 
   std::string clientFirst();  // "n,,n=,r=<nonce>"
   // server-first-message -> client-final-message. Errors are 08P01.
@@ -76,6 +80,7 @@ class ScramClient {
   std::optional<Key32> clientKey_;
   std::optional<Key32> serverKey_;
   std::string clientNonce_;
+  std::string userName_;
   std::string clientFirstBare_;
   std::string expectedServerSignature_;
 };
