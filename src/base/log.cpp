@@ -12,8 +12,8 @@
 namespace usher::log {
 namespace {
 
-constexpr std::array<const char*, 7> kNames = {"main", "net", "proto", "auth", "pool", "admin",
-                                               "config"};
+constexpr std::array<const char*, 7> kNames = {"main", "net",   "proto", "auth",
+                                               "pool", "admin", "config"};
 std::array<std::shared_ptr<spdlog::logger>, kNames.size()> gLoggers;
 std::once_flag gDefaultOnce;
 
@@ -25,11 +25,21 @@ class JsonEscapedMessage : public spdlog::custom_flag_formatter {
               spdlog::memory_buf_t& dest) override {
     for (char c : std::string_view(msg.payload.data(), msg.payload.size())) {
       switch (c) {
-        case '"': dest.append(std::string_view("\\\"")); break;
-        case '\\': dest.append(std::string_view("\\\\")); break;
-        case '\n': dest.append(std::string_view("\\n")); break;
-        case '\r': dest.append(std::string_view("\\r")); break;
-        case '\t': dest.append(std::string_view("\\t")); break;
+        case '"':
+          dest.append(std::string_view("\\\""));
+          break;
+        case '\\':
+          dest.append(std::string_view("\\\\"));
+          break;
+        case '\n':
+          dest.append(std::string_view("\\n"));
+          break;
+        case '\r':
+          dest.append(std::string_view("\\r"));
+          break;
+        case '\t':
+          dest.append(std::string_view("\\t"));
+          break;
         default:
           if (static_cast<unsigned char>(c) < 0x20) {
             char tmp[8];
@@ -54,9 +64,7 @@ std::unique_ptr<spdlog::formatter> makeFormatter(bool json) {
     return f;
   }
   auto f = std::make_unique<spdlog::pattern_formatter>();
-  {
-    f->set_pattern("%Y-%m-%d %H:%M:%S.%e %P %^%-5l%$ [%n] %v");
-  }
+  { f->set_pattern("%Y-%m-%d %H:%M:%S.%e %P %^%-5l%$ [%n] %v"); }
   return f;
 }
 
@@ -101,12 +109,26 @@ void setup(const Options& options) {
   }
 }
 
-spdlog::logger& main() { return get(0); }
-spdlog::logger& net() { return get(1); }
-spdlog::logger& proto() { return get(2); }
-spdlog::logger& auth() { return get(3); }
-spdlog::logger& pool() { return get(4); }
-spdlog::logger& admin() { return get(5); }
-spdlog::logger& config() { return get(6); }
+spdlog::logger& main() {
+  return get(0);
+}
+spdlog::logger& net() {
+  return get(1);
+}
+spdlog::logger& proto() {
+  return get(2);
+}
+spdlog::logger& auth() {
+  return get(3);
+}
+spdlog::logger& pool() {
+  return get(4);
+}
+spdlog::logger& admin() {
+  return get(5);
+}
+spdlog::logger& config() {
+  return get(6);
+}
 
 }  // namespace usher::log

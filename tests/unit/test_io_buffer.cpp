@@ -66,3 +66,42 @@ TEST_SUITE("base") {
     CHECK_FALSE(r.ok());
   }
 }
+
+#include "usher/base/intrusive_list.h"
+
+namespace {
+struct Item {
+  int value;
+  usher::ListNode node;
+};
+using ItemList = usher::IntrusiveList<Item, &Item::node>;
+}  // namespace
+
+TEST_SUITE("base") {
+  TEST_CASE("IntrusiveList moves items between lists and keeps sizes exact") {
+    ItemList a, b;
+    Item x{1, {}}, y{2, {}}, z{3, {}};
+    a.pushBack(x);
+    a.pushBack(y);
+    b.pushBack(z);
+    b.remove(x);  // not on b: no effect on either list
+    CHECK(a.size() == 2);
+    CHECK(b.size() == 1);
+    a.remove(x);
+    b.pushFront(x);
+    CHECK(a.size() == 1);
+    CHECK(b.size() == 2);
+    CHECK(b.front()->value == 1);
+    CHECK(b.contains(x));
+    CHECK_FALSE(a.contains(x));
+    int sum = 0;
+    b.forEach([&](Item& i) {
+      sum += i.value;
+      b.remove(i);  // removal of the current item during iteration is allowed
+    });
+    CHECK(sum == 4);
+    CHECK(b.empty());
+    CHECK(a.popFront()->value == 2);
+    CHECK(a.empty());
+  }
+}

@@ -31,9 +31,7 @@ class IoBuffer {
   uint8_t* readPtr() { return data_.get() + readPos_; }
   const uint8_t* readPtr() const { return data_.get() + readPos_; }
   uint8_t* writePtr() { return data_.get() + writePos_; }
-  std::string_view view() const {
-    return {reinterpret_cast<const char*>(readPtr()), readable()};
-  }
+  std::string_view view() const { return {reinterpret_cast<const char*>(readPtr()), readable()}; }
 
   void commit(size_t n) { writePos_ += n; }
   void consume(size_t n) {

@@ -10,10 +10,10 @@
 namespace usher::log {
 
 struct Options {
-  std::string file;   // empty = stderr only
-  bool json = false;  // one JSON object per line
-  int verbose = 0;    // 0 info, 1 debug, 2+ trace
-  bool quiet = false; // only warnings and errors to stderr
+  std::string file;    // empty = stderr only
+  bool json = false;   // one JSON object per line
+  int verbose = 0;     // 0 info, 1 debug, 2+ trace
+  bool quiet = false;  // only warnings and errors to stderr
 };
 
 // Creates (or re-creates, on reload) the subsystem loggers. Safe to call before any logging.

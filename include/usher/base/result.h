@@ -1,4 +1,5 @@
-// Result<T>: the error-as-value type used on every path that can fail (no exceptions on the data path).
+// Result<T>: the error-as-value type used on every path that can fail (no exceptions on the data
+// path).
 #pragma once
 
 #include <expected>

@@ -1,0 +1,104 @@
+// Worker: one event loop and everything attached to it — listeners, client and server sessions,
+// pools, the janitor. One worker is a complete pooler.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "usher/base/intrusive_list.h"
+#include "usher/base/io_buffer.h"
+#include "usher/client/client_session.h"
+#include "usher/config/config.h"
+#include "usher/net/address.h"
+#include "usher/pool/pool_manager.h"
+
+namespace usher::janitor {
+class Janitor;
+}
+
+namespace usher::net {
+
+using ClientList = IntrusiveList<client::ClientSession, &client::ClientSession::workerNode>;
+
+// How the process is being stopped (PgBouncer's signal semantics).
+enum class Shutdown {
+  None,
+  WaitForClients,  // SIGTERM: stop accepting; exit when the last client has left
+  WaitForServers,  // SIGINT: stop accepting, hand out no server; exit when none is in use
+  Now,             // second signal: close everything
+};
+
+class Worker {
+ public:
+  explicit Worker(config::ConfigPtr config);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Opens the listeners (before dropping privileges or daemonizing).
+  Result<void> listen();
+  // Runs the loop until shutdown completes.
+  void run();
+
+  uv_loop_t* loop() { return &loop_; }
+  int64_t nowMs() { return int64_t(uv_now(&loop_)); }
+  BufferPool& buffers() { return buffers_; }
+  const config::Config& config() const { return *config_; }
+  const config::ConfigPtr& configPtr() const { return config_; }
+  pool::PoolManager& pools() { return pools_; }
+  uint64_t nextId() { return ++lastId_; }
+
+  // Client registry and cancel keys.
+  void clientClosed(client::ClientSession& client);
+  // A fresh (pid, key) pair for a client's BackendKeyData, unique among live clients.
+  std::pair<int32_t, int32_t> issueCancelKey(client::ClientSession& client);
+  void forgetCancelKey(int32_t pid);
+  // A CancelRequest arrived with (pid, key): forward it to the server that client is using.
+  void cancelRequested(int32_t pid, int32_t key);
+  ClientList& clients() { return clients_; }
+
+  // Signals and reload.
+  void reload();
+  void beginShutdown(Shutdown mode);
+  Shutdown shutdownMode() const { return shutdown_; }
+  bool pausedForShutdown() const { return shutdown_ == Shutdown::WaitForServers; }
+  // Called when the last client or the last active server goes away during shutdown.
+  void checkShutdownDone();
+
+  // Random bytes for nonces and keys come from libsodium; this is for ids only.
+  uint32_t random32();
+
+ private:
+  struct Listener {
+    Worker* worker;
+    uv_poll_t poll;
+    int fd;
+    Endpoint endpoint;
+  };
+  static void onAcceptable(uv_poll_t* handle, int status, int events);
+  void accept(Listener& listener);
+  void closeListeners();
+  static void onSignal(uv_signal_t* handle, int signum);
+
+  uv_loop_t loop_{};
+  config::ConfigPtr config_;
+  BufferPool buffers_;
+  pool::PoolManager pools_;
+  std::unique_ptr<janitor::Janitor> janitor_;
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  ClientList clients_;
+  std::unordered_map<int32_t, client::ClientSession*> cancelKeys_;
+  std::vector<uv_signal_t> signals_;
+  Shutdown shutdown_ = Shutdown::None;
+  bool stopping_ = false;
+  uint64_t lastId_ = 0;
+  std::mt19937 ids_;
+};
+
+}  // namespace usher::net

@@ -1,0 +1,148 @@
+// Pool: the server connections for one (database, user) pair, and the clients waiting for them.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "usher/auth/scram.h"
+#include "usher/base/intrusive_list.h"
+#include "usher/client/client_session.h"
+#include "usher/config/config.h"
+#include "usher/net/address.h"
+#include "usher/pool/param_set.h"
+#include "usher/pool/server_session.h"
+
+namespace usher::net {
+class Worker;
+}
+
+namespace usher::pool {
+
+class PoolManager;
+
+using ServerList = IntrusiveList<ServerSession, &ServerSession::poolNode>;
+using ClientList = IntrusiveList<client::ClientSession, &client::ClientSession::poolNode>;
+
+// What usher logs in to PostgreSQL with, for this pool.
+struct ServerLogin {
+  std::string user;
+  std::string database;
+  auth::Secret secret;  // may be empty (trust) or a SCRAM verifier (pass-through)
+};
+
+class Pool {
+ public:
+  Pool(net::Worker& worker, PoolManager& manager, std::string database, std::string user);
+  ~Pool();
+
+  const std::string& database() const { return database_; }
+  const std::string& user() const { return user_; }
+  // The settings this pool follows, from the current config snapshot (refreshed on reload).
+  void configure(const config::Config& config, const config::DatabaseConfig& db,
+                 const config::UserConfig* user);
+  config::PoolMode mode() const { return mode_; }
+  const ServerLogin& login() const { return login_; }
+  const std::vector<std::pair<std::string, std::string>>& serverParams() const {
+    return startupParams_;
+  }
+  const std::string& connectQuery() const { return connectQuery_; }
+
+  // Client side.
+  // A client that authenticated: welcome it now if the server parameters are known, otherwise
+  // once the first server has logged in.
+  void clientLoggedIn(client::ClientSession& client);
+  // A client with a transaction to run: link an idle server or queue it (FIFO).
+  void acquire(client::ClientSession& client);
+  // A client that stops waiting (closed, timed out).
+  void forgetClient(client::ClientSession& client);
+  // SCRAM keys of a client that logged in against this pool's user verifier: lets usher log in
+  // to PostgreSQL with the same verifier (pass-through).
+  void rememberScramKeys(const auth::Key32& clientKey, const auth::ScramVerifier& verifier);
+
+  // Server side (called by ServerSession).
+  void serverLoggedIn(ServerSession& server);
+  void serverIdle(ServerSession& server);  // released clean, or reset done
+  void serverClosed(ServerSession& server);
+  void serverLoginFailed(ServerSession& server, const Error& error, std::string_view serverError);
+  void serverStateChanged(ServerSession& server);  // moves it to the list of its state
+  std::optional<auth::ScramClient> scramForLogin() const;
+
+  // The parameters PostgreSQL announced at the first login: sent to every client at its login.
+  bool welcomeKnown() const { return welcomeKnown_; }
+  const ParamSet& welcome() const { return welcome_; }
+
+  // Janitor: timeouts, connection retries, min_pool_size, idle/lifetime closing.
+  void sweep(int64_t nowMs);
+  void closeAll(std::string_view reason);
+
+  // Counts (for limits, logs and the admin console).
+  size_t serverCount() const { return serverCount_; }
+  size_t idleCount() const { return idle_.size(); }
+  size_t activeCount() const { return active_.size(); }
+  size_t waitingCount() const { return waiting_.size(); }
+  size_t pendingCount() const { return pending_.size(); }
+  bool hasDemand() const { return !waiting_.empty() || !loginWaiting_.empty(); }
+
+ private:
+  void launchIfNeeded(int64_t nowMs);
+  bool mayOpenServer(int64_t nowMs);
+  void openServer();
+  void resolve();
+  void link(client::ClientSession& client, ServerSession& server);
+  void connectFailed(const Error& error, std::string_view serverError);
+  void failWaiters(const Error& error, std::string_view serverError);
+
+  net::Worker& worker_;
+  PoolManager& manager_;
+  std::string database_;
+  std::string user_;
+
+  // Settings from the config snapshot.
+  config::PoolMode mode_ = config::PoolMode::Session;
+  int poolSize_ = 20;
+  int minPoolSize_ = 0;
+  int reservePool_ = 0;
+  int64_t reserveTimeoutMs_ = 5000;
+  std::string host_;
+  int port_ = 5432;
+  std::string dbKey_;  // database name used for max_db_connections accounting
+  ServerLogin login_;
+  std::vector<std::pair<std::string, std::string>> startupParams_;
+  std::string connectQuery_;
+
+  // Where the server is: resolved once and cached (DNS only off the loop's critical path).
+  std::optional<net::Endpoint> endpoint_;
+  int64_t endpointResolvedMs_ = 0;
+  bool resolving_ = false;
+  size_t awaitingResolve_ = 0;
+  // Bumped when the connection settings change; servers of an older generation are closed
+  // instead of reused.
+  uint64_t generation_ = 0;
+
+  ServerList pending_;  // Connecting / Login
+  ServerList idle_;
+  ServerList active_;  // Setup / Active / Resetting
+  ClientList waiting_;
+  ClientList loginWaiting_;
+  size_t serverCount_ = 0;
+
+  bool welcomeKnown_ = false;
+  ParamSet welcome_;
+
+  std::optional<auth::Key32> scramClientKey_;
+  std::optional<auth::ScramVerifier> scramVerifier_;
+
+  // Connection failures: retry with a short backoff, and tell waiting clients at once when the
+  // pool has no server at all (PgBouncer makes them wait up to query_wait_timeout).
+  int failures_ = 0;
+  int64_t nextAttemptMs_ = 0;
+  int64_t backoffCapMs_ = 1000;
+  Error lastError_;
+  std::string lastServerError_;
+
+  friend class PoolManager;
+};
+
+}  // namespace usher::pool

@@ -1,0 +1,245 @@
+// Worker: the loop, the listeners, accepting clients, cancel keys, reload and shutdown.
+#include "usher/net/worker.h"
+
+#include <sodium.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstring>
+
+#include "usher/base/log.h"
+#include "usher/janitor/janitor.h"
+#include "usher/protocol/writer.h"
+
+namespace usher::net {
+
+Worker::Worker(config::ConfigPtr config)
+    : config_(std::move(config)), buffers_(config_->pktBuf), pools_(*this) {
+  uv_loop_init(&loop_);
+  janitor_ = std::make_unique<janitor::Janitor>(*this);
+  ids_.seed(randombytes_random());
+}
+
+Worker::~Worker() {
+  // Everything attached was closed by shutdown; run the loop once more to deliver close callbacks.
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  uv_loop_close(&loop_);
+}
+
+uint32_t Worker::random32() {
+  return ids_();
+}
+
+Result<void> Worker::listen() {
+  const auto& cfg = *config_;
+  std::vector<Endpoint> endpoints;
+  auto tcp = listenEndpoints(cfg.listenAddrs, cfg.listenPort);
+  if (!tcp) return std::unexpected(tcp.error());
+  endpoints = std::move(*tcp);
+  if (!cfg.unixSocketDir.empty()) {
+    auto ep = unixEndpoint(cfg.unixSocketDir, cfg.listenPort);
+    if (!ep) return std::unexpected(ep.error());
+    endpoints.push_back(*ep);
+  }
+  if (endpoints.empty())
+    return failPlain("nothing to listen on: set listen_addr or unix_socket_dir");
+  for (const auto& ep : endpoints) {
+    auto fd = listenOn(ep, cfg.listenBacklog, cfg.workers > 1, cfg.unixSocketMode);
+    if (!fd) return std::unexpected(fd.error());
+    auto l = std::make_unique<Listener>();
+    l->worker = this;
+    l->fd = *fd;
+    l->endpoint = ep;
+    uv_poll_init_socket(&loop_, &l->poll, l->fd);
+    l->poll.data = l.get();
+    uv_poll_start(&l->poll, UV_READABLE, &Worker::onAcceptable);
+    log::net().info("listening on {}", ep.text);
+    listeners_.push_back(std::move(l));
+  }
+  return {};
+}
+
+void Worker::onAcceptable(uv_poll_t* handle, int status, int) {
+  auto* l = static_cast<Listener*>(handle->data);
+  if (status < 0) return;
+  l->worker->accept(*l);
+}
+
+void Worker::accept(Listener& listener) {
+  // A bounded batch per wakeup keeps one busy listener from starving established connections.
+  for (int i = 0; i < 64; ++i) {
+    sockaddr_storage peer{};
+    socklen_t len = sizeof peer;
+    int fd = ::accept4(listener.fd, reinterpret_cast<sockaddr*>(&peer), &len,
+                       SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK)
+        log::net().warn("accept on {} failed: {}", listener.endpoint.text, std::strerror(errno));
+      return;
+    }
+    tuneStream(fd, listener.endpoint);
+    std::string peerName = listener.endpoint.isUnix() ? "unix" : peerText(peer, len);
+    if (int(clients_.size()) >= config_->maxClientConn) {
+      // Answer at once: a client that is refused should not wait for a timeout to learn it.
+      IoBuffer out;
+      protocol::writeErrorResponse(out, "FATAL", "53300",
+                                   "no more connections allowed (max_client_conn)");
+      (void)::send(fd, out.readPtr(), out.readable(), MSG_NOSIGNAL);
+      ::close(fd);
+      log::net().warn("refused {}: max_client_conn ({}) reached", peerName, config_->maxClientConn);
+      continue;
+    }
+    auto* client = new client::ClientSession(*this, nextId(), std::move(peerName));
+    clients_.pushBack(*client);
+    if (!client->start(fd)) {
+      clients_.remove(*client);
+      delete client;
+    }
+  }
+}
+
+void Worker::clientClosed(client::ClientSession& client) {
+  clients_.remove(client);
+  if (shutdown_ != Shutdown::None) checkShutdownDone();
+}
+
+std::pair<int32_t, int32_t> Worker::issueCancelKey(client::ClientSession& client) {
+  int32_t pid;
+  do {
+    pid = int32_t(randombytes_random() & 0x7fffffff);
+  } while (pid == 0 || cancelKeys_.contains(pid));
+  int32_t key = int32_t(randombytes_random());
+  cancelKeys_.emplace(pid, &client);
+  return {pid, key};
+}
+
+void Worker::forgetCancelKey(int32_t pid) {
+  cancelKeys_.erase(pid);
+}
+
+void Worker::cancelRequested(int32_t pid, int32_t key) {
+  auto it = cancelKeys_.find(pid);
+  if (it == cancelKeys_.end()) {
+    log::net().debug("cancel request with an unknown key ignored");
+    return;
+  }
+  client::ClientSession* c = it->second;
+  // Compare without leaking timing (the pid is public, the key is the secret).
+  uint32_t a = uint32_t(c->cancelKey()), b = uint32_t(key);
+  if (sodium_memcmp(&a, &b, sizeof a) != 0) {
+    log::net().warn("C-{}: cancel request with a wrong key ignored", c->id());
+    return;
+  }
+  if (auto* s = c->server()) {
+    log::net().info("C-{}: forwarding cancel request to S-{}", c->id(), s->id());
+    s->sendCancel();
+  }
+}
+
+void Worker::reload() {
+  auto fresh = config::loadConfig(config_->path);
+  if (!fresh) {
+    log::config().error("reload failed, keeping the running configuration: {}",
+                        fresh.error().message);
+    return;
+  }
+  auto& next = *fresh;
+  if (next->listenAddrs != config_->listenAddrs || next->listenPort != config_->listenPort ||
+      next->unixSocketDir != config_->unixSocketDir)
+    log::config().warn("listen_addr, listen_port and unix_socket_dir take effect at restart");
+  log::setup(
+      {next->logFile, next->logFormat == config::LogFormat::Json, next->verbose, next->quiet});
+  config_ = std::move(next);
+  pools_.reconfigure(*config_);
+  log::config().info("configuration reloaded from {}", config_->path);
+}
+
+void Worker::closeListeners() {
+  for (auto& l : listeners_) {
+    auto* raw = l.release();
+    uv_close(reinterpret_cast<uv_handle_t*>(&raw->poll), [](uv_handle_t* h) {
+      auto* listener = static_cast<Listener*>(h->data);
+      ::close(listener->fd);
+      delete listener;
+    });
+  }
+  listeners_.clear();
+}
+
+void Worker::beginShutdown(Shutdown mode) {
+  if (shutdown_ != Shutdown::None) mode = Shutdown::Now;  // a second signal: stop now
+  shutdown_ = mode;
+  closeListeners();
+  switch (mode) {
+    case Shutdown::WaitForClients:
+      log::main().info("shutting down when all clients have disconnected (SIGTERM again: now)");
+      break;
+    case Shutdown::WaitForServers:
+      log::main().info("shutting down when all servers are released (SIGINT again: now)");
+      break;
+    case Shutdown::Now:
+      log::main().info("shutting down now");
+      break;
+    case Shutdown::None:
+      break;
+  }
+  checkShutdownDone();
+}
+
+void Worker::checkShutdownDone() {
+  bool done = false;
+  switch (shutdown_) {
+    case Shutdown::None:
+      return;
+    case Shutdown::WaitForClients:
+      done = clients_.empty();
+      break;
+    case Shutdown::WaitForServers:
+      done = pools_.activeServers() == 0;
+      break;
+    case Shutdown::Now:
+      done = true;
+      break;
+  }
+  if (!done) return;
+  if (stopping_) return;
+  stopping_ = true;
+  // Close everything; uv_run returns once the last handle's close callback has run.
+  clients_.forEach([](client::ClientSession& c) { c.close("usher shutting down"); });
+  pools_.closeAll("usher shutting down");
+  janitor_->stop();
+  for (auto& s : signals_) uv_close(reinterpret_cast<uv_handle_t*>(&s), nullptr);
+}
+
+void Worker::onSignal(uv_signal_t* handle, int signum) {
+  auto* w = static_cast<Worker*>(handle->data);
+  switch (signum) {
+    case SIGHUP:
+      w->reload();
+      break;
+    case SIGTERM:
+      w->beginShutdown(Shutdown::WaitForClients);
+      break;
+    case SIGINT:
+      w->beginShutdown(Shutdown::WaitForServers);
+      break;
+    default:
+      break;
+  }
+}
+
+void Worker::run() {
+  janitor_->start();
+  signals_.resize(3);
+  int nums[] = {SIGHUP, SIGTERM, SIGINT};
+  for (size_t i = 0; i < signals_.size(); ++i) {
+    uv_signal_init(&loop_, &signals_[i]);
+    signals_[i].data = this;
+    uv_signal_start(&signals_[i], &Worker::onSignal, nums[i]);
+  }
+  uv_run(&loop_, UV_RUN_DEFAULT);
+}
+
+}  // namespace usher::net

@@ -1,0 +1,352 @@
+// Pool: hands idle servers to waiting clients first in, first out; opens servers within the
+// limits; retries failed connections with a short backoff; enforces the pool timeouts.
+#include "usher/pool/pool.h"
+
+#include <uv.h>
+
+#include <algorithm>
+
+#include "usher/base/log.h"
+#include "usher/net/worker.h"
+#include "usher/pool/pool_manager.h"
+
+namespace usher::pool {
+namespace {
+constexpr int64_t kFirstRetryMs = 100;
+constexpr int64_t kDnsTtlMs = 15000;  // PgBouncer's dns_max_ttl default
+const char* kDefaultSocketDir = "/var/run/postgresql";
+
+bool isNumericHost(const std::string& host) {
+  return net::numericEndpoint(host, 1).has_value();
+}
+}  // namespace
+
+Pool::Pool(net::Worker& worker, PoolManager& manager, std::string database, std::string user)
+    : worker_(worker), manager_(manager), database_(std::move(database)), user_(std::move(user)) {}
+
+Pool::~Pool() = default;
+
+void Pool::configure(const config::Config& config, const config::DatabaseConfig& db,
+                     const config::UserConfig* user) {
+  mode_ = config.poolModeFor(db, user);
+  poolSize_ = config.poolSizeFor(db, user);
+  minPoolSize_ = db.minPoolSize.value_or(config.minPoolSize);
+  reservePool_ = db.reservePool.value_or(config.reservePoolSize);
+  reserveTimeoutMs_ = config.reservePoolTimeout;
+  backoffCapMs_ = std::max<int64_t>(kFirstRetryMs, config.serverLoginRetry);
+  dbKey_ = db.name;
+
+  std::string host = db.host;
+  bool moved = host != host_ || db.port != port_;
+  host_ = host;
+  port_ = db.port;
+
+  ServerLogin login;
+  login.user = db.user.empty() ? user_ : db.user;
+  login.database = db.dbname.empty() ? database_ : db.dbname;
+  if (!db.user.empty()) {
+    login.secret = db.password;
+  } else if (const auth::Secret* s = config.findSecret(user_)) {
+    login.secret = *s;
+  }
+  bool loginChanged = login.user != login_.user || login.database != login_.database ||
+                      login.secret.text() != login_.secret.text();
+  login_ = std::move(login);
+  startupParams_ = db.serverParams;
+  connectQuery_ = db.connectQuery;
+
+  if (moved || loginChanged) {
+    // New connection settings: idle servers go now, busy ones when released (serverIdle()).
+    endpoint_.reset();
+    failures_ = 0;
+    nextAttemptMs_ = 0;
+    idle_.forEach([](ServerSession& s) { s.close("database configuration changed"); });
+    generation_++;
+  }
+}
+
+// ---- clients -----------------------------------------------------------------------------------
+
+void Pool::clientLoggedIn(client::ClientSession& client) {
+  if (welcomeKnown_) {
+    client.finishLogin();
+    return;
+  }
+  loginWaiting_.pushBack(client);
+  launchIfNeeded(worker_.nowMs());
+}
+
+void Pool::acquire(client::ClientSession& client) {
+  if (!worker_.pausedForShutdown() && waiting_.empty() && !idle_.empty()) {
+    ServerSession* s = idle_.back();  // most recently used: warm caches, fewer servers in use
+    link(client, *s);
+    return;
+  }
+  waiting_.pushBack(client);
+  launchIfNeeded(worker_.nowMs());
+}
+
+void Pool::link(client::ClientSession& client, ServerSession& server) {
+  client.linked(server);
+  server.link(client);
+}
+
+void Pool::forgetClient(client::ClientSession& client) {
+  loginWaiting_.remove(client);
+  waiting_.remove(client);
+}
+
+void Pool::rememberScramKeys(const auth::Key32& clientKey, const auth::ScramVerifier& verifier) {
+  if (login_.secret.kind() != auth::SecretKind::Scram) return;
+  if (login_.secret.scram().storedKey != verifier.storedKey) return;
+  scramClientKey_ = clientKey;
+}
+
+std::optional<auth::ScramClient> Pool::scramForLogin() const {
+  if (login_.secret.kind() != auth::SecretKind::Scram || !scramClientKey_) return std::nullopt;
+  return auth::ScramClient::withKeys(*scramClientKey_, login_.secret.scram().serverKey);
+}
+
+// ---- servers -----------------------------------------------------------------------------------
+
+void Pool::serverStateChanged(ServerSession& server) {
+  pending_.remove(server);
+  idle_.remove(server);
+  active_.remove(server);
+  switch (server.state()) {
+    case ServerState::Connecting:
+    case ServerState::Login:
+      pending_.pushBack(server);
+      break;
+    case ServerState::Idle:
+      idle_.pushBack(server);
+      break;
+    case ServerState::Setup:
+    case ServerState::Active:
+    case ServerState::Resetting:
+      active_.pushBack(server);
+      break;
+    case ServerState::Closed:
+      break;
+  }
+}
+
+void Pool::serverLoggedIn(ServerSession& server) {
+  failures_ = 0;
+  nextAttemptMs_ = 0;
+  server.generation = generation_;
+  if (!welcomeKnown_) {
+    welcome_ = server.params();
+    welcomeKnown_ = true;
+    // Everyone who logged in while we learned the server's parameters is welcomed now.
+    while (auto* c = loginWaiting_.popFront()) c->finishLogin();
+  }
+}
+
+void Pool::serverIdle(ServerSession& server) {
+  int64_t now = worker_.nowMs();
+  const auto& cfg = worker_.config();
+  if (server.generation != generation_) {
+    server.close("database configuration changed");
+    return;
+  }
+  if (cfg.serverLifetime > 0 && now - server.createdAtMs() >= cfg.serverLifetime &&
+      waiting_.empty()) {
+    server.close("server lifetime over");
+    return;
+  }
+  if (worker_.shutdownMode() == net::Shutdown::WaitForServers) {
+    worker_.checkShutdownDone();
+    return;
+  }
+  if (!waiting_.empty()) {
+    client::ClientSession* c = waiting_.popFront();
+    link(*c, server);
+  }
+}
+
+void Pool::serverClosed(ServerSession& server) {
+  pending_.remove(server);
+  idle_.remove(server);
+  active_.remove(server);
+  if (serverCount_ > 0) --serverCount_;
+  manager_.serverGone(*this);
+  if (worker_.shutdownMode() != net::Shutdown::None) worker_.checkShutdownDone();
+  // Someone may still be waiting: a replacement may be opened (within the backoff).
+  if (hasDemand() && worker_.shutdownMode() == net::Shutdown::None) launchIfNeeded(worker_.nowMs());
+}
+
+void Pool::serverLoginFailed(ServerSession&, const Error& error, std::string_view serverError) {
+  connectFailed(error, serverError);
+}
+
+void Pool::connectFailed(const Error& error, std::string_view serverError) {
+  ++failures_;
+  int64_t backoff = std::min(backoffCapMs_, kFirstRetryMs << std::min(failures_ - 1, 10));
+  nextAttemptMs_ = worker_.nowMs() + backoff;
+  lastError_ = error;
+  lastServerError_.assign(serverError);
+  // With no server at all there is nobody to serve the queue: tell the waiting clients now
+  // instead of letting them sit until query_wait_timeout.
+  if (serverCount_ == 0) failWaiters(error, serverError);
+}
+
+void Pool::failWaiters(const Error& error, std::string_view serverError) {
+  auto failOne = [&](client::ClientSession& c) {
+    if (!serverError.empty())
+      c.failWithServerError(serverError);
+    else
+      c.fail(error.sqlstate.empty() ? "08006" : error.sqlstate,
+             "pgbouncer cannot connect to server", error.message);
+  };
+  loginWaiting_.forEach(failOne);
+  waiting_.forEach(failOne);
+}
+
+bool Pool::mayOpenServer(int64_t nowMs) {
+  if (nowMs < nextAttemptMs_) return false;
+  if (worker_.shutdownMode() != net::Shutdown::None) return false;
+  int64_t limit = poolSize_;
+  if (reservePool_ > 0) {
+    const client::ClientSession* oldest = waiting_.front();
+    if (oldest && nowMs - oldest->stateSinceMs() >= reserveTimeoutMs_) limit += reservePool_;
+  }
+  if (int64_t(serverCount_) >= limit) return false;
+  return manager_.mayOpen(*this);
+}
+
+void Pool::launchIfNeeded(int64_t nowMs) {
+  size_t demand = waiting_.size() + (loginWaiting_.empty() ? 0 : 1);
+  size_t underway = pending_.size() + awaitingResolve_;
+  while (demand > underway && mayOpenServer(nowMs)) {
+    openServer();
+    ++underway;
+  }
+}
+
+void Pool::openServer() {
+  int64_t now = worker_.nowMs();
+  bool needDns = !host_.empty() && host_[0] != '/' && !isNumericHost(host_);
+  if (!endpoint_ || (needDns && now - endpointResolvedMs_ > kDnsTtlMs)) {
+    if (!needDns) {
+      auto ep = host_.empty() || host_[0] == '/'
+                    ? net::unixEndpoint(host_.empty() ? kDefaultSocketDir : host_, port_)
+                    : net::numericEndpoint(host_, port_);
+      if (!ep) {
+        connectFailed(Error{"08006", ep.error().message}, {});
+        return;
+      }
+      endpoint_ = *ep;
+      endpointResolvedMs_ = now;
+    } else {
+      resolve();
+      return;
+    }
+  }
+  auto fd = net::connectStart(*endpoint_);
+  if (!fd) {
+    connectFailed(
+        Error{"08006", "connect to " + endpoint_->text + " failed: " + fd.error().message}, {});
+    return;
+  }
+  auto* server = new ServerSession(worker_, *this, worker_.nextId());
+  ++serverCount_;
+  manager_.serverOpened(*this);
+  if (!server->start(*fd, *endpoint_)) {
+    --serverCount_;
+    manager_.serverGone(*this);
+    pending_.remove(*server);
+    delete server;
+    connectFailed(Error{"08006", "cannot poll the server socket"}, {});
+  }
+}
+
+// Host names are resolved with uv_getaddrinfo on libuv's thread pool, never on the loop.
+void Pool::resolve() {
+  if (resolving_) return;
+  resolving_ = true;
+  ++awaitingResolve_;
+  struct Request {
+    uv_getaddrinfo_t req;
+    Pool* pool;
+  };
+  auto* r = new Request{{}, this};
+  r->req.data = r;
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  std::string port = std::to_string(port_);
+  int rc = uv_getaddrinfo(
+      worker_.loop(), &r->req,
+      [](uv_getaddrinfo_t* req, int status, addrinfo* res) {
+        auto* r = static_cast<Request*>(req->data);
+        Pool* pool = r->pool;
+        pool->resolving_ = false;
+        --pool->awaitingResolve_;
+        if (status != 0 || !res) {
+          pool->connectFailed(Error{"08006", "could not resolve host \"" + pool->host_ +
+                                                 "\": " + uv_strerror(status)},
+                              {});
+        } else {
+          net::Endpoint ep;
+          std::memcpy(&ep.addr, res->ai_addr, res->ai_addrlen);
+          ep.length = res->ai_addrlen;
+          char text[INET6_ADDRSTRLEN] = {};
+          uv_ip_name(res->ai_addr, text, sizeof text);
+          ep.text = std::string(text) + ":" + std::to_string(pool->port_);
+          pool->endpoint_ = ep;
+          pool->endpointResolvedMs_ = pool->worker_.nowMs();
+          pool->launchIfNeeded(pool->worker_.nowMs());
+        }
+        if (res) uv_freeaddrinfo(res);
+        delete r;
+      },
+      host_.c_str(), port.c_str(), &hints);
+  if (rc != 0) {
+    resolving_ = false;
+    --awaitingResolve_;
+    delete r;
+    connectFailed(Error{"08006", "could not resolve host \"" + host_ + "\": " + uv_strerror(rc)},
+                  {});
+  }
+}
+
+// ---- janitor -----------------------------------------------------------------------------------
+
+void Pool::sweep(int64_t nowMs) {
+  const auto& cfg = worker_.config();
+  if (cfg.queryWaitTimeout > 0) {
+    waiting_.forEach([&](client::ClientSession& c) {
+      if (nowMs - c.stateSinceMs() >= cfg.queryWaitTimeout) c.fail("08P01", "query_wait_timeout");
+    });
+  }
+  if (cfg.serverConnectTimeout > 0) {
+    pending_.forEach([&](ServerSession& s) {
+      if (nowMs - s.stateSinceMs() >= cfg.serverConnectTimeout)
+        s.abortLogin(Error{
+            "08006", "server_connect_timeout: no answer from " + s.endpoint().text + " in time"});
+    });
+  }
+  idle_.forEach([&](ServerSession& s) {
+    if (cfg.serverLifetime > 0 && nowMs - s.createdAtMs() >= cfg.serverLifetime) {
+      s.close("server lifetime over");
+    } else if (cfg.serverIdleTimeout > 0 && nowMs - s.lastUsedMs() >= cfg.serverIdleTimeout &&
+               int(serverCount_) > minPoolSize_) {
+      s.close("server idle timeout");
+    }
+  });
+  launchIfNeeded(nowMs);
+  // min_pool_size: only when usher can log in by itself (a password, not a verifier awaiting a
+  // client's SCRAM keys) and the server is not failing.
+  if (minPoolSize_ > 0 && failures_ == 0) {
+    bool canLogin = login_.secret.kind() != auth::SecretKind::Scram || scramClientKey_;
+    while (canLogin && int(serverCount_) < minPoolSize_ && mayOpenServer(nowMs)) openServer();
+  }
+}
+
+void Pool::closeAll(std::string_view reason) {
+  for (auto* list : {&pending_, &idle_, &active_})
+    list->forEach([&](ServerSession& s) { s.close(reason); });
+}
+
+}  // namespace usher::pool
