@@ -69,7 +69,8 @@ ClientSession::ClientSession(net::Worker& worker, uint64_t id, std::string peer)
 
 ClientSession::~ClientSession() = default;
 
-bool ClientSession::start(int fd) {
+bool ClientSession::start(int fd, bool overLimit) {
+  overLimit_ = overLimit;
   sock_.want(true, false);
   return sock_.open(fd);
 }
@@ -247,6 +248,10 @@ void ClientSession::handleStartupPacket(const uint8_t* data, size_t size) {
       for (auto o : protocolOptions) w.cstr(o);
       w.end();
     }
+  }
+  if (overLimit_) {
+    fail("53300", "no more connections allowed (max_client_conn)");
+    return;
   }
   if (user_.empty()) {
     fail("28000", "no PostgreSQL user name specified in startup packet");

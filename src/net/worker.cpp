@@ -10,7 +10,6 @@
 
 #include "usher/base/log.h"
 #include "usher/janitor/janitor.h"
-#include "usher/protocol/writer.h"
 
 namespace usher::net {
 
@@ -81,19 +80,12 @@ void Worker::accept(Listener& listener) {
     }
     tuneStream(fd, listener.endpoint);
     std::string peerName = listener.endpoint.isUnix() ? "unix" : peerText(peer, len);
-    if (int(clients_.size()) >= config_->maxClientConn) {
-      // Answer at once: a client that is refused should not wait for a timeout to learn it.
-      IoBuffer out;
-      protocol::writeErrorResponse(out, "FATAL", "53300",
-                                   "no more connections allowed (max_client_conn)");
-      (void)::send(fd, out.readPtr(), out.readable(), MSG_NOSIGNAL);
-      ::close(fd);
-      log::net().warn("refused {}: max_client_conn ({}) reached", peerName, config_->maxClientConn);
-      continue;
-    }
+    // Over max_client_conn the connection is still accepted: the refusal is sent after its
+    // startup packet (so SSL negotiation and CancelRequests work), as PgBouncer does.
+    bool overLimit = int(clients_.size()) >= config_->maxClientConn;
     auto* client = new client::ClientSession(*this, nextId(), std::move(peerName));
     clients_.pushBack(*client);
-    if (!client->start(fd)) {
+    if (!client->start(fd, overLimit)) {
       clients_.remove(*client);
       delete client;
     }

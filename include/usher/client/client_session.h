@@ -43,7 +43,8 @@ class ClientSession final : public net::SocketOwner {
   ClientSession(net::Worker& worker, uint64_t id, std::string peer);
   ~ClientSession();
 
-  bool start(int fd);
+  // `overLimit`: max_client_conn was reached; the startup packet gets a refusal.
+  bool start(int fd, bool overLimit = false);
 
   ClientState state() const { return state_; }
   uint64_t id() const { return id_; }
@@ -124,6 +125,7 @@ class ClientSession final : public net::SocketOwner {
   bool unsynced_ = false;
   bool processing_ = false;  // inside processMessages(): re-entrant calls only note more work
   int sslAnswers_ = 0;
+  bool overLimit_ = false;
   int32_t cancelPid_ = 0;
   int32_t cancelKey_ = 0;
   int64_t connectedAtMs_ = 0;
