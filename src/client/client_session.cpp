@@ -4,11 +4,15 @@
 
 #include <sodium.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstring>
 
+#include "usher/admin/console.h"
 #include "usher/auth/md5.h"
 #include "usher/base/byte_reader.h"
+#include "usher/base/clock.h"
 #include "usher/base/log.h"
 #include "usher/net/worker.h"
 #include "usher/pool/pool.h"
@@ -69,10 +73,15 @@ ClientSession::ClientSession(net::Worker& worker, uint64_t id, std::string peer)
 
 ClientSession::~ClientSession() = default;
 
-bool ClientSession::start(int fd, bool overLimit) {
+bool ClientSession::start(int fd, bool overLimit, int peerUid) {
   overLimit_ = overLimit;
+  peerUid_ = peerUid;
   sock_.want(true, false);
   return sock_.open(fd);
+}
+
+bool ClientSession::peerIsOwner() const {
+  return peerUid_ >= 0 && uid_t(peerUid_) == ::geteuid() && user_ == "pgbouncer";
 }
 
 void ClientSession::setState(ClientState next) {
@@ -249,16 +258,33 @@ void ClientSession::handleStartupPacket(const uint8_t* data, size_t size) {
       w.end();
     }
   }
-  if (overLimit_) {
-    fail("53300", "no more connections allowed (max_client_conn)");
-    return;
-  }
   if (user_.empty()) {
     fail("28000", "no PostgreSQL user name specified in startup packet");
     return;
   }
   if (database_.empty()) database_ = user_;
-  if (!cfg.findDatabase(database_)) {
+  admin_ = admin::isConsoleDatabase(database_);
+  // The console stays reachable when max_client_conn is reached, so operators can look.
+  if (overLimit_ && !admin_) {
+    fail("53300", "no more connections allowed (max_client_conn)");
+    return;
+  }
+  if (admin_) {
+    if (!cfg.isAdminUser(user_) && !cfg.isStatsUser(user_) && !peerIsOwner()) {
+      log::admin().warn("C-{}: {}@{} refused: not in admin_users or stats_users", id_, user_,
+                        peer_);
+      fail("08P01", "not allowed");
+      return;
+    }
+    if (peerIsOwner()) {
+      // The OS user running usher, over the Unix socket: trusted like PgBouncer's peer login.
+      authSucceeded();
+      return;
+    }
+  } else if (worker_.isDisabled(database_)) {
+    fail("08P01", "database does not allow connections: " + database_);
+    return;
+  } else if (!cfg.findDatabase(database_)) {
     log::net().info("C-{}: {}/{}@{} no such database", id_, database_, user_, peer_);
     fail("08P01", "no such database: " + database_);
     return;
@@ -437,6 +463,21 @@ void ClientSession::authFailed() {
 
 void ClientSession::authSucceeded() {
   auto& cfg = worker_.config();
+  if (admin_) {
+    auth_.reset();
+    protocol::writeAuthRequest(sock_.out, protocol::AuthCode::Ok);
+    std::tie(cancelPid_, cancelKey_) = worker_.issueCancelKey(*this);
+    admin::writeWelcome(sock_.out);
+    protocol::writeBackendKeyData(sock_.out, cancelPid_, cancelKey_);
+    protocol::writeReadyForQuery(sock_.out, 'I');
+    if (state_ == ClientState::Startup) setState(ClientState::Auth);
+    setState(ClientState::LoginWait);
+    setState(ClientState::Idle);
+    log::admin().info("C-{}: {}@{} console login", id_, user_, peer_);
+    flushOwnOutput();
+    if (!sock_.in.empty()) processConsole();
+    return;
+  }
   pool_ = worker_.pools().poolFor(cfg, database_, user_);
   if (!pool_) {
     fail("08P01", "no such database: " + database_);
@@ -485,6 +526,10 @@ void ClientSession::noteParameter(std::string_view name, std::string_view value)
 // ---- forwarding ----------------------------------------------------------------------------
 
 void ClientSession::processPending() {
+  if (admin_ && state_ == ClientState::Idle) {
+    processConsole();
+    return;
+  }
   if (state_ == ClientState::Idle || state_ == ClientState::Linked) {
     sock_.wantRead(true);
     if (!sock_.in.empty())
@@ -494,7 +539,54 @@ void ClientSession::processPending() {
   }
 }
 
+// The console: complete simple-protocol queries are answered here, one at a time.
+void ClientSession::processConsole() {
+  auto& in = sock_.in;
+  while (state_ == ClientState::Idle && adminPending_ == 0 && in.readable() >= 5) {
+    FrameHeader h;
+    if (protocol::peekHeader(in.readPtr(), in.readable(), kMaxAuthMessage * 8, h) ==
+        Decode::Malformed) {
+      fail("08P01", "invalid message length");
+      return;
+    }
+    if (in.readable() < h.frameSize()) {
+      in.ensureWritable(h.frameSize() - in.readable());
+      return;
+    }
+    std::string_view payload(reinterpret_cast<const char*>(in.readPtr()) + 5, h.payloadSize());
+    std::string sql;
+    if (h.tag == fe::kQuery) {
+      ByteReader r(payload);
+      sql.assign(r.cstr());
+    }
+    in.consume(h.frameSize());
+    if (h.tag == fe::kTerminate) {
+      close("client close request");
+      return;
+    }
+    if (h.tag != fe::kQuery) {
+      // The console speaks only the simple protocol. As PgBouncer: an ERROR the client can
+      // read, then FATAL and close.
+      bool extended = h.tag == fe::kParse || h.tag == fe::kBind || h.tag == fe::kExecute;
+      protocol::writeErrorResponse(
+          sock_.out, "ERROR", "08P01",
+          extended ? "extended query protocol not supported by admin console"
+                   : "unsupported packet type for admin console: " + std::to_string(int(h.tag)));
+      protocol::writeReadyForQuery(sock_.out, 'I');
+      fail("08P01", "bad packet");
+      return;
+    }
+    admin::handleQuery(worker_, *this, sql);
+    if (state_ == ClientState::Closing) return;
+  }
+  flushOwnOutput();
+}
+
 void ClientSession::processMessages() {
+  if (admin_) {
+    processConsole();
+    return;
+  }
   if (processing_) return;  // the outer call's loop picks the new state up
   processing_ = true;
   auto& in = sock_.in;
@@ -526,6 +618,7 @@ void ClientSession::processMessages() {
     }
     if (!server_) {
       // First message of a transaction: get a server. acquire() may link one right away.
+      waitStartUs_ = monotonicMicros();
       setState(ClientState::Waiting);
       sock_.wantRead(false);
       pool_->acquire(*this);
@@ -535,14 +628,20 @@ void ClientSession::processMessages() {
     switch (h.tag) {
       case fe::kQuery:
       case fe::kFunctionCall:
-        if (pendingReady_++ == 0) busySinceMs_ = worker_.nowMs();
+        if (pendingReady_++ == 0) requestStarted();
         break;
       case fe::kSync:
-        if (pendingReady_++ == 0) busySinceMs_ = worker_.nowMs();
+        if (pendingReady_++ == 0) requestStarted();
         unsynced_ = false;
         break;
       case fe::kParse:
+        ++pool_->stats.clientParses;
+        unsynced_ = true;
+        break;
       case fe::kBind:
+        ++pool_->stats.binds;
+        unsynced_ = true;
+        break;
       case fe::kDescribe:
       case fe::kExecute:
       case fe::kClose:
@@ -566,10 +665,36 @@ void ClientSession::processMessages() {
     sock_.releaseBuffers(worker_.buffers());
 }
 
+void ClientSession::requestStarted() {
+  busySinceMs_ = worker_.nowMs();
+  queryStartUs_ = monotonicMicros();
+  if (!inXact_) {
+    inXact_ = true;
+    xactStartUs_ = queryStartUs_;
+  }
+}
+
+void ClientSession::onReadyForQuery(char status) {
+  if (pendingReady_ > 0) --pendingReady_;
+  lastReadyMs_ = worker_.nowMs();
+  if (pendingReady_ > 0) return;  // PgBouncer counts a pipelined batch as one query
+  uint64_t now = monotonicMicros();
+  auto& st = pool_->stats;
+  ++st.queryCount;
+  st.queryTimeUs += now - queryStartUs_;
+  if (status == 'I' && inXact_) {
+    ++st.xactCount;
+    st.xactTimeUs += now - xactStartUs_;
+    inXact_ = false;
+  }
+}
+
 void ClientSession::flushToServer() {
   if (!server_) return;
   auto& ss = server_->socket();
-  auto status = ss.send(&sock_, &toServer_);
+  size_t sent = 0;
+  auto status = ss.send(&sock_, &toServer_, &sent);
+  if (pool_) pool_->stats.bytesReceived += sent;
   if (status == net::IoStatus::Error) {
     server_->close("server write failed");
     return;
@@ -641,6 +766,7 @@ void ClientSession::close(std::string_view reason) {
     s->unlink(quiet);
   }
   if (pool_) pool_->forgetClient(*this);
+  if (adminPending_) worker_.forgetConsoleCommand(*this);
   if (cancelPid_) worker_.forgetCancelKey(cancelPid_);
   auth_.reset();
   setState(ClientState::Closing);

@@ -717,6 +717,10 @@ const UserSetting kUserSettings[] = {
 constexpr std::string_view kUnsupportedUser[] = {"client_idle_timeout",
                                                  "max_user_client_connections"};
 
+}  // namespace
+std::span<const GeneralSetting> kGeneralSettingsView() { return kGeneralSettings; }
+namespace {
+
 const GeneralSetting* findGeneral(std::string_view name) {
   for (const auto& s : kGeneralSettings) {
     if (s.name == name) return &s;
@@ -1053,4 +1057,77 @@ std::string inQuotes(std::string_view s) {
 }
 
 }  // namespace detail
+}  // namespace usher::config
+
+// ---- the console's view of the settings (SHOW CONFIG, SET) ------------------------------------
+
+namespace usher::config {
+namespace {
+
+// Settings that only a restart changes (sockets, process identity, buffers already handed out).
+constexpr std::string_view kRestartOnly[] = {"listen_addr", "listen_port",  "unix_socket_dir",
+                                             "unix_socket_mode", "listen_backlog", "pidfile",
+                                             "user",        "workers",      "pkt_buf"};
+
+std::string renderGeneral(const Config& c, const detail::GeneralTarget& target) {
+  return std::visit(
+      [&](auto member) -> std::string {
+        const auto& v = c.*member;
+        using V = std::decay_t<decltype(v)>;
+        if constexpr (std::is_same_v<V, bool>) {
+          return v ? "1" : "0";
+        } else if constexpr (std::is_same_v<V, Millis>) {
+          // PgBouncer shows durations in seconds.
+          if (v % 1000 == 0) return std::to_string(v / 1000);
+          char buf[32];
+          std::snprintf(buf, sizeof buf, "%.3f", double(v) / 1000.0);
+          return buf;
+        } else if constexpr (std::is_same_v<V, std::string>) {
+          return v;
+        } else if constexpr (std::is_same_v<V, std::vector<std::string>>) {
+          std::string out;
+          for (const auto& s : v) out.append(out.empty() ? "" : ",").append(s);
+          return out;
+        } else if constexpr (std::is_same_v<V, PoolMode> || std::is_same_v<V, AuthType>) {
+          return toString(v);
+        } else if constexpr (std::is_same_v<V, LogFormat>) {
+          return v == LogFormat::Json ? "json" : "text";
+        } else {
+          return std::to_string(v);
+        }
+      },
+      target);
+}
+
+}  // namespace
+
+std::vector<SettingView> describeSettings(const Config& config) {
+  const Config defaults;
+  std::vector<SettingView> out;
+  for (const auto& s : detail::kGeneralSettingsView()) {
+    bool changeable = true;
+    for (auto k : kRestartOnly) changeable &= k != s.name;
+    out.push_back({std::string(s.name), renderGeneral(config, s.target),
+                   renderGeneral(defaults, s.target), changeable});
+  }
+  return out;
+}
+
+Result<std::shared_ptr<Config>> withSetting(const Config& config, std::string_view key,
+                                            std::string_view value) {
+  bool known = false;
+  for (const auto& s : detail::kGeneralSettingsView()) known |= s.name == key;
+  if (!known) return failPlain("unknown config parameter: " + std::string(key));
+  for (auto k : kRestartOnly)
+    if (k == key) return failPlain(std::string(key) + " can be changed only by a restart");
+  auto next = std::make_shared<Config>(config);
+  detail::ApplyContext ctx;
+  ctx.format = config.fromIni ? detail::FileFormat::Ini : detail::FileFormat::Toml;
+  ctx.baseDir = std::filesystem::path(config.path).parent_path();
+  if (auto ok = detail::applyGeneralKey(*next, "pgbouncer", key, value, ctx); !ok)
+    return std::unexpected(ok.error());
+  if (auto ok = validate(*next); !ok) return std::unexpected(ok.error());
+  return next;
+}
+
 }  // namespace usher::config

@@ -1,7 +1,11 @@
 // Janitor: the periodic sweep over pools and sessions.
 #include "usher/janitor/janitor.h"
 
+#include "usher/admin/console.h"
 #include "usher/client/client_session.h"
+#include "usher/pool/pool.h"
+
+#include <algorithm>
 #include "usher/net/worker.h"
 #include "usher/pool/server_session.h"
 
@@ -29,6 +33,15 @@ void Janitor::tick() {
   int64_t now = worker_.nowMs();
   worker_.pools().sweep(now);
   if (++ticks_ % kSessionSweepEvery == 0) sweepClients(now);
+  admin::completePending(worker_);
+  // Averages for SHOW STATS_AVERAGES, over stats_period (PgBouncer's default: 60 s).
+  int64_t period = std::max<int64_t>(1000, worker_.config().statsPeriod);
+  if (lastStatsMs_ == 0) lastStatsMs_ = now;
+  if (now - lastStatsMs_ >= period) {
+    double seconds = double(now - lastStatsMs_) / 1000.0;
+    worker_.pools().forEach([&](pool::Pool& p) { p.rollStatsPeriod(seconds); });
+    lastStatsMs_ = now;
+  }
 }
 
 // Client timeouts, with PgBouncer's messages.

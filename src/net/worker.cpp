@@ -5,9 +5,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstring>
 
+#include "usher/admin/console.h"
 #include "usher/base/log.h"
 #include "usher/janitor/janitor.h"
 
@@ -83,9 +85,15 @@ void Worker::accept(Listener& listener) {
     // Over max_client_conn the connection is still accepted: the refusal is sent after its
     // startup packet (so SSL negotiation and CancelRequests work), as PgBouncer does.
     bool overLimit = int(clients_.size()) >= config_->maxClientConn;
+    int peerUid = -1;
+    if (listener.endpoint.isUnix()) {
+      ucred cred{};
+      socklen_t credLen = sizeof cred;
+      if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &credLen) == 0) peerUid = int(cred.uid);
+    }
     auto* client = new client::ClientSession(*this, nextId(), std::move(peerName));
     clients_.pushBack(*client);
-    if (!client->start(fd, overLimit)) {
+    if (!client->start(fd, overLimit, peerUid)) {
       clients_.remove(*client);
       delete client;
     }
@@ -130,14 +138,19 @@ void Worker::cancelRequested(int32_t pid, int32_t key) {
   }
 }
 
-void Worker::reload() {
+bool Worker::reload() {
   auto fresh = config::loadConfig(config_->path);
   if (!fresh) {
     log::config().error("reload failed, keeping the running configuration: {}",
                         fresh.error().message);
-    return;
+    return false;
   }
-  auto& next = *fresh;
+  applyConfig(std::move(*fresh));
+  log::config().info("configuration reloaded from {}", config_->path);
+  return true;
+}
+
+void Worker::applyConfig(config::ConfigPtr next) {
   if (next->listenAddrs != config_->listenAddrs || next->listenPort != config_->listenPort ||
       next->unixSocketDir != config_->unixSocketDir)
     log::config().warn("listen_addr, listen_port and unix_socket_dir take effect at restart");
@@ -145,7 +158,42 @@ void Worker::reload() {
       {next->logFile, next->logFormat == config::LogFormat::Json, next->verbose, next->quiet});
   config_ = std::move(next);
   pools_.reconfigure(*config_);
-  log::config().info("configuration reloaded from {}", config_->path);
+}
+
+namespace {
+bool listed(const std::vector<std::string>& list, std::string_view name) {
+  return std::find(list.begin(), list.end(), name) != list.end();
+}
+void setListed(std::vector<std::string>& list, const std::string& name, bool on) {
+  auto it = std::find(list.begin(), list.end(), name);
+  if (on && it == list.end()) list.push_back(name);
+  if (!on && it != list.end()) list.erase(it);
+}
+}  // namespace
+
+void Worker::pauseDatabase(const std::string& db, bool on) {
+  setListed(pausedDatabases_, db, on);
+}
+bool Worker::databasePaused(std::string_view db) const {
+  return listed(pausedDatabases_, db);
+}
+void Worker::disableDatabase(const std::string& db, bool on) {
+  setListed(disabledDatabases_, db, on);
+}
+bool Worker::isDisabled(std::string_view db) const {
+  return listed(disabledDatabases_, db);
+}
+
+void Worker::parkConsoleCommand(client::ClientSession& client, std::string db) {
+  parked_.emplace_back(&client, std::move(db));
+}
+
+void Worker::forgetConsoleCommand(client::ClientSession& client) {
+  std::erase_if(parked_, [&](const auto& p) { return p.first == &client; });
+}
+
+void Worker::poolQuiesced(pool::Pool&) {
+  if (!parked_.empty()) admin::completePending(*this);
 }
 
 void Worker::closeListeners() {

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "usher/base/clock.h"
 #include "usher/base/log.h"
 #include "usher/net/worker.h"
 #include "usher/pool/pool_manager.h"
@@ -68,7 +69,9 @@ void Pool::configure(const config::Config& config, const config::DatabaseConfig&
 // ---- clients -----------------------------------------------------------------------------------
 
 void Pool::clientLoggedIn(client::ClientSession& client) {
+  ++stats.logins;
   if (welcomeKnown_) {
+    clients_.pushBack(client);  // before finishLogin(): it may go straight on to acquire()
     client.finishLogin();
     return;
   }
@@ -77,21 +80,29 @@ void Pool::clientLoggedIn(client::ClientSession& client) {
 }
 
 void Pool::acquire(client::ClientSession& client) {
-  if (!worker_.pausedForShutdown() && waiting_.empty() && !idle_.empty()) {
+  if (!paused_ && !worker_.pausedForShutdown() && waiting_.empty() && !idle_.empty()) {
     ServerSession* s = idle_.back();  // most recently used: warm caches, fewer servers in use
     link(client, *s);
     return;
   }
+  clients_.remove(client);
   waiting_.pushBack(client);
   launchIfNeeded(worker_.nowMs());
 }
 
 void Pool::link(client::ClientSession& client, ServerSession& server) {
+  if (waiting_.contains(client)) {
+    waiting_.remove(client);
+    stats.waitTimeUs += monotonicMicros() - client.waitStartUs();
+  }
+  if (!clients_.contains(client)) clients_.pushBack(client);
+  ++stats.serverAssignments;
   client.linked(server);
   server.link(client);
 }
 
 void Pool::forgetClient(client::ClientSession& client) {
+  clients_.remove(client);
   loginWaiting_.remove(client);
   waiting_.remove(client);
 }
@@ -139,7 +150,10 @@ void Pool::serverLoggedIn(ServerSession& server) {
     welcome_ = server.params();
     welcomeKnown_ = true;
     // Everyone who logged in while we learned the server's parameters is welcomed now.
-    while (auto* c = loginWaiting_.popFront()) c->finishLogin();
+    while (auto* c = loginWaiting_.popFront()) {
+      clients_.pushBack(*c);
+      c->finishLogin();
+    }
   }
 }
 
@@ -159,10 +173,11 @@ void Pool::serverIdle(ServerSession& server) {
     worker_.checkShutdownDone();
     return;
   }
-  if (!waiting_.empty()) {
-    client::ClientSession* c = waiting_.popFront();
-    link(*c, server);
+  if (paused_) {
+    worker_.poolQuiesced(*this);
+    return;
   }
+  if (!waiting_.empty()) link(*waiting_.front(), server);
 }
 
 void Pool::serverClosed(ServerSession& server) {
@@ -204,7 +219,7 @@ void Pool::failWaiters(const Error& error, std::string_view serverError) {
 }
 
 bool Pool::mayOpenServer(int64_t nowMs) {
-  if (nowMs < nextAttemptMs_) return false;
+  if (nowMs < nextAttemptMs_ || paused_) return false;
   if (worker_.shutdownMode() != net::Shutdown::None) return false;
   int64_t limit = poolSize_;
   if (reservePool_ > 0) {
@@ -342,6 +357,86 @@ void Pool::sweep(int64_t nowMs) {
     bool canLogin = login_.secret.kind() != auth::SecretKind::Scram || scramClientKey_;
     while (canLogin && int(serverCount_) < minPoolSize_ && mayOpenServer(nowMs)) openServer();
   }
+}
+
+void Pool::resume() {
+  paused_ = false;
+  while (!waiting_.empty() && !idle_.empty()) link(*waiting_.front(), *idle_.back());
+  launchIfNeeded(worker_.nowMs());
+}
+
+void Pool::reconnect() {
+  ++generation_;
+  idle_.forEach([](ServerSession& s) { s.close("RECONNECT"); });
+}
+
+void Pool::kill(std::string_view reason) {
+  forEachClient([&](client::ClientSession& c) { c.fail("08P01", reason); });
+  closeAll(reason);
+}
+
+size_t Pool::resettingCount() const {
+  size_t n = 0;
+  const_cast<ServerList&>(active_).forEach(
+      [&](ServerSession& s) { n += s.state() == ServerState::Resetting; });
+  return n;
+}
+
+uint64_t Pool::maxWaitUs(uint64_t nowUs) {
+  const client::ClientSession* oldest = waiting_.front();
+  return oldest ? nowUs - oldest->waitStartUs() : 0;
+}
+
+PoolStats& PoolStats::operator+=(const PoolStats& o) {
+  xactCount += o.xactCount;
+  queryCount += o.queryCount;
+  bytesReceived += o.bytesReceived;
+  bytesSent += o.bytesSent;
+  xactTimeUs += o.xactTimeUs;
+  queryTimeUs += o.queryTimeUs;
+  waitTimeUs += o.waitTimeUs;
+  serverAssignments += o.serverAssignments;
+  clientParses += o.clientParses;
+  binds += o.binds;
+  logins += o.logins;
+  return *this;
+}
+
+PoolStats PoolStats::minus(const PoolStats& o) const {
+  PoolStats d = *this;
+  d.xactCount -= o.xactCount;
+  d.queryCount -= o.queryCount;
+  d.bytesReceived -= o.bytesReceived;
+  d.bytesSent -= o.bytesSent;
+  d.xactTimeUs -= o.xactTimeUs;
+  d.queryTimeUs -= o.queryTimeUs;
+  d.waitTimeUs -= o.waitTimeUs;
+  d.serverAssignments -= o.serverAssignments;
+  d.clientParses -= o.clientParses;
+  d.binds -= o.binds;
+  d.logins -= o.logins;
+  return d;
+}
+
+// PgBouncer's averages: per-second rates of the counts and bytes, and mean times per transaction
+// and per query, over the last stats_period.
+void Pool::rollStatsPeriod(double seconds) {
+  PoolStats d = stats.minus(lastPeriodTotals);
+  lastPeriodTotals = stats;
+  PoolStats a;
+  auto rate = [&](uint64_t v) { return uint64_t(double(v) / seconds); };
+  a.xactCount = rate(d.xactCount);
+  a.queryCount = rate(d.queryCount);
+  a.bytesReceived = rate(d.bytesReceived);
+  a.bytesSent = rate(d.bytesSent);
+  a.xactTimeUs = d.xactCount ? d.xactTimeUs / d.xactCount : 0;
+  a.queryTimeUs = d.queryCount ? d.queryTimeUs / d.queryCount : 0;
+  a.waitTimeUs = d.serverAssignments ? d.waitTimeUs / d.serverAssignments : 0;
+  a.serverAssignments = rate(d.serverAssignments);
+  a.clientParses = rate(d.clientParses);
+  a.binds = rate(d.binds);
+  a.logins = rate(d.logins);
+  averages = a;
 }
 
 void Pool::closeAll(std::string_view reason) {

@@ -3,6 +3,7 @@
 
 #include "usher/auth/scram.h"
 #include "usher/base/log.h"
+#include "usher/net/worker.h"
 
 namespace usher::pool {
 
@@ -17,6 +18,7 @@ Pool* PoolManager::poolFor(const config::Config& config, std::string_view databa
   if (it == pools_.end()) {
     auto pool = std::make_unique<Pool>(worker_, *this, key.first, key.second);
     pool->configure(config, *db, userCfg);
+    if (worker_.paused() || worker_.databasePaused(key.first)) pool->pause();
     it = pools_.emplace(key, std::move(pool)).first;
     log::pool().debug("new pool {}/{}", key.first, key.second);
   }

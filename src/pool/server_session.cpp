@@ -505,7 +505,7 @@ void ServerSession::processActive() {
         continue;
       }
       txStatus_ = payload.empty() ? 'I' : payload[0];
-      client_->onReadyForQuery(worker_.nowMs());
+      client_->onReadyForQuery(txStatus_);
       if (pool_.mode() == config::PoolMode::Statement && txStatus_ != 'I') {
         auto* c = client_;
         c->fail("08P01", "transaction blocks not allowed in statement pooling mode");
@@ -527,7 +527,9 @@ void ServerSession::processActive() {
 void ServerSession::flushToClient() {
   if (!client_) return;
   auto* c = client_;
-  auto status = c->socket().send(&sock_, &toClient_);
+  size_t sent = 0;
+  auto status = c->socket().send(&sock_, &toClient_, &sent);
+  pool_.stats.bytesSent += sent;
   if (status == net::IoStatus::Error) {
     c->close("client write failed");
     return;

@@ -43,8 +43,9 @@ class ClientSession final : public net::SocketOwner {
   ClientSession(net::Worker& worker, uint64_t id, std::string peer);
   ~ClientSession();
 
-  // `overLimit`: max_client_conn was reached; the startup packet gets a refusal.
-  bool start(int fd, bool overLimit = false);
+  // `overLimit`: max_client_conn was reached; the startup packet gets a refusal (except for
+  // the console). `peerUid`: the peer's uid on a Unix socket (SO_PEERCRED), -1 over TCP.
+  bool start(int fd, bool overLimit = false, int peerUid = -1);
 
   ClientState state() const { return state_; }
   uint64_t id() const { return id_; }
@@ -65,10 +66,15 @@ class ClientSession final : public net::SocketOwner {
   // messages were sent since the last Sync: the server is kept until both are settled.
   int pendingReady() const { return pendingReady_; }
   bool unsynced() const { return unsynced_; }
-  void onReadyForQuery(int64_t nowMs) {
-    if (pendingReady_ > 0) --pendingReady_;
-    lastReadyMs_ = nowMs;
-  }
+  // The server answered one request; `status` is its transaction status. Counts the query (and
+  // the transaction, when it ended) in the pool's statistics.
+  void onReadyForQuery(char status);
+  uint64_t waitStartUs() const { return waitStartUs_; }
+  bool isAdmin() const { return admin_; }
+  // Console support: a command that completes later (PAUSE, WAIT_CLOSE) parks the client here.
+  void setAdminPending(uint8_t command) { adminPending_ = command; }
+  uint8_t adminPending() const { return adminPending_; }
+  net::Worker& worker() { return worker_; }
   int64_t lastReadyMs() const { return lastReadyMs_; }
   int64_t busySinceMs() const { return busySinceMs_; }
   // What the client now believes a parameter is (it saw a ParameterStatus).
@@ -89,6 +95,8 @@ class ClientSession final : public net::SocketOwner {
   // Relays a server's ErrorResponse payload (e.g. a login failure) and closes.
   void failWithServerError(std::string_view errorPayload);
   void close(std::string_view reason);
+  // Sends what usher itself queued for this client (errors, console answers).
+  void flushOwnOutput();
 
   ListNode workerNode;  // Worker's list of all clients
   ListNode poolNode;    // the pool's waiting list while Waiting / LoginWait
@@ -107,7 +115,9 @@ class ClientSession final : public net::SocketOwner {
   void authFailed();
   // Scan the read buffer: approve messages for the server, handle Terminate, ask for a server.
   void processMessages();
-  void flushOwnOutput();
+  void processConsole();
+  bool peerIsOwner() const;
+  void requestStarted();
   void writeWelcome();
 
   net::Worker& worker_;
@@ -126,11 +136,18 @@ class ClientSession final : public net::SocketOwner {
   bool processing_ = false;  // inside processMessages(): re-entrant calls only note more work
   int sslAnswers_ = 0;
   bool overLimit_ = false;
+  int peerUid_ = -1;
   int32_t cancelPid_ = 0;
   int32_t cancelKey_ = 0;
   int64_t connectedAtMs_ = 0;
   int64_t stateSinceMs_ = 0;
   int64_t lastReadyMs_ = 0;
+  uint64_t waitStartUs_ = 0;
+  uint64_t queryStartUs_ = 0;
+  uint64_t xactStartUs_ = 0;
+  bool inXact_ = false;
+  bool admin_ = false;  // connected to the console database ("pgbouncer" / "usher")
+  uint8_t adminPending_ = 0;
   int64_t busySinceMs_ = 0;  // when the oldest unanswered request was sent
 
   // Only while authenticating.

@@ -142,6 +142,18 @@ Result<std::shared_ptr<Config>> loadConfig(const std::string& path);
 Result<std::shared_ptr<Config>> parseIni(std::string_view text, const std::string& path);
 Result<std::shared_ptr<Config>> parseToml(std::string_view text, const std::string& path);
 
+// SHOW CONFIG: every implemented general key with its current and default text values.
+struct SettingView {
+  std::string key;
+  std::string value;
+  std::string defaultValue;
+  bool changeable;
+};
+std::vector<SettingView> describeSettings(const Config& config);
+// The console's SET key = value: a validated copy of `config` with one general key changed.
+Result<std::shared_ptr<Config>> withSetting(const Config& config, std::string_view key,
+                                            std::string_view value);
+
 // Checks cross-key rules after loading (e.g. pool sizes, auth_type needs secrets).
 Result<void> validate(Config& config);
 

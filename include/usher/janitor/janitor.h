@@ -31,6 +31,7 @@ class Janitor {
   net::Worker& worker_;
   uv_timer_t timer_{};
   int ticks_ = 0;
+  int64_t lastStatsMs_ = 0;
 };
 
 }  // namespace usher::janitor

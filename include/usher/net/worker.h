@@ -63,8 +63,38 @@ class Worker {
   void cancelRequested(int32_t pid, int32_t key);
   ClientList& clients() { return clients_; }
 
-  // Signals and reload.
-  void reload();
+  // Signals and reload. reload() is false (and the running config stays) when loading failed.
+  bool reload();
+  // Switch to a new validated config (reload, console SET).
+  void applyConfig(config::ConfigPtr next);
+
+  // Console state: PAUSE/SUSPEND (all pools or per database) and DISABLE.
+  bool paused() const { return paused_; }
+  void setPaused(bool on) { paused_ = on; }
+  bool suspended() const { return suspended_; }
+  void setSuspended(bool on) { suspended_ = on; }
+  void pauseDatabase(const std::string& db, bool on);
+  bool databasePaused(std::string_view db) const;
+  void disableDatabase(const std::string& db, bool on);
+  bool isDisabled(std::string_view db) const;
+  // Commands that answer later (PAUSE, SUSPEND, WAIT_CLOSE) wait here; `f(client, db)` returns
+  // true when the command completed and can be dropped.
+  void parkConsoleCommand(client::ClientSession& client, std::string db);
+  void forgetConsoleCommand(client::ClientSession& client);
+  template <class F>
+  void forEachParkedConsoleCommand(F&& f) {
+    for (size_t i = 0; i < parked_.size();) {
+      if (f(*parked_[i].first, parked_[i].second))
+        parked_.erase(parked_.begin() + long(i));
+      else
+        ++i;
+    }
+  }
+  // The console's own row in SHOW STATS: each console command is one transaction and query.
+  pool::PoolStats consoleStats;
+
+  // A pool released its last active server while paused: parked commands may complete.
+  void poolQuiesced(pool::Pool& pool);
   void beginShutdown(Shutdown mode);
   Shutdown shutdownMode() const { return shutdown_; }
   bool pausedForShutdown() const { return shutdown_ == Shutdown::WaitForServers; }
@@ -95,6 +125,11 @@ class Worker {
   ClientList clients_;
   std::unordered_map<int32_t, client::ClientSession*> cancelKeys_;
   std::vector<uv_signal_t> signals_;
+  bool paused_ = false;
+  bool suspended_ = false;
+  std::vector<std::string> pausedDatabases_;
+  std::vector<std::string> disabledDatabases_;
+  std::vector<std::pair<client::ClientSession*, std::string>> parked_;
   Shutdown shutdown_ = Shutdown::None;
   bool stopping_ = false;
   uint64_t lastId_ = 0;

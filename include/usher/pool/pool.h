@@ -25,6 +25,25 @@ class PoolManager;
 using ServerList = IntrusiveList<ServerSession, &ServerSession::poolNode>;
 using ClientList = IntrusiveList<client::ClientSession, &client::ClientSession::poolNode>;
 
+// Counters as PgBouncer keeps them (SHOW STATS). Times in microseconds. One worker owns them:
+// no atomics; the console sums pools.
+struct PoolStats {
+  uint64_t xactCount = 0;
+  uint64_t queryCount = 0;
+  uint64_t bytesReceived = 0;  // from clients
+  uint64_t bytesSent = 0;      // to clients
+  uint64_t xactTimeUs = 0;
+  uint64_t queryTimeUs = 0;
+  uint64_t waitTimeUs = 0;
+  uint64_t serverAssignments = 0;
+  uint64_t clientParses = 0;
+  uint64_t binds = 0;
+  uint64_t logins = 0;
+
+  PoolStats& operator+=(const PoolStats& o);
+  PoolStats minus(const PoolStats& o) const;
+};
+
 // What usher logs in to PostgreSQL with, for this pool.
 struct ServerLogin {
   std::string user;
@@ -55,7 +74,7 @@ class Pool {
   void clientLoggedIn(client::ClientSession& client);
   // A client with a transaction to run: link an idle server or queue it (FIFO).
   void acquire(client::ClientSession& client);
-  // A client that stops waiting (closed, timed out).
+  // A client that leaves the pool (closed, timed out, killed).
   void forgetClient(client::ClientSession& client);
   // SCRAM keys of a client that logged in against this pool's user verifier: lets usher log in
   // to PostgreSQL with the same verifier (pass-through).
@@ -81,7 +100,44 @@ class Pool {
   size_t serverCount() const { return serverCount_; }
   size_t idleCount() const { return idle_.size(); }
   size_t activeCount() const { return active_.size(); }
-  size_t waitingCount() const { return waiting_.size(); }
+  size_t waitingCount() const { return waiting_.size() + loginWaiting_.size(); }
+  size_t clientCount() const { return clients_.size() + waitingCount(); }
+  size_t activeClientCount() const { return clients_.size(); }
+  size_t loginCount() const { return pending_.size(); }
+  size_t resettingCount() const;
+  // Oldest waiting client's wait, in microseconds (0 when nobody waits).
+  uint64_t maxWaitUs(uint64_t nowUs);
+
+  // PAUSE / RESUME / RECONNECT / KILL from the console.
+  void pause() { paused_ = true; }
+  void resume();
+  bool paused() const { return paused_; }
+  void reconnect();                    // servers close as they are released
+  void kill(std::string_view reason);  // drops every client and server now
+  bool needsClose(const ServerSession& s) const { return s.generation != generation_; }
+
+  template <class F>
+  void forEachClient(F&& f) {
+    clients_.forEach(f);
+    waiting_.forEach(f);
+    loginWaiting_.forEach(f);
+  }
+  template <class F>
+  void forEachServer(F&& f) {
+    active_.forEach(f);
+    idle_.forEach(f);
+    pending_.forEach(f);
+  }
+  int poolSize() const { return poolSize_; }
+  int minPoolSize() const { return minPoolSize_; }
+  int reservePool() const { return reservePool_; }
+  const std::string& host() const { return host_; }
+  int port() const { return port_; }
+
+  PoolStats stats;
+  PoolStats averages;  // per second over the last stats_period
+  PoolStats lastPeriodTotals;
+  void rollStatsPeriod(double seconds);
   size_t pendingCount() const { return pending_.size(); }
   bool hasDemand() const { return !waiting_.empty() || !loginWaiting_.empty(); }
 
@@ -123,9 +179,11 @@ class Pool {
 
   ServerList pending_;  // Connecting / Login
   ServerList idle_;
-  ServerList active_;  // Setup / Active / Resetting
+  ServerList active_;   // Setup / Active / Resetting
+  ClientList clients_;  // logged in, not waiting: idle or linked (PgBouncer's cl_active)
   ClientList waiting_;
   ClientList loginWaiting_;
+  bool paused_ = false;
   size_t serverCount_ = 0;
 
   bool welcomeKnown_ = false;
