@@ -11,7 +11,9 @@ USHER_PACKAGES=(
   postgresql-15 postgresql-client-15 pgbouncer
   # integration tests and the demo
   python3 python3-psycopg python3-psycopg2 python3-asyncpg python3-pytest python3-yaml
-  netcat-openbsd util-linux passwd
+  netcat-openbsd util-linux passwd curl
+  # deployment tests: `docker-compose config` validates docker/*compose.yaml (no daemon needed)
+  docker-compose
 )
 
 USHER_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

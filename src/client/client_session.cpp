@@ -682,9 +682,11 @@ void ClientSession::onReadyForQuery(char status) {
   auto& st = pool_->stats;
   ++st.queryCount;
   st.queryTimeUs += now - queryStartUs_;
+  st.queryTimes.observe(now - queryStartUs_);
   if (status == 'I' && inXact_) {
     ++st.xactCount;
     st.xactTimeUs += now - xactStartUs_;
+    st.xactTimes.observe(now - xactStartUs_);
     inXact_ = false;
   }
 }

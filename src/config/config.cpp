@@ -483,6 +483,7 @@ const GeneralSetting kGeneralSettings[] = {
     {"pool_mode", ValueKind::Choice, &Config::poolMode},
     {"query_timeout", ValueKind::Duration, &Config::queryTimeout},
     {"query_wait_timeout", ValueKind::Duration, &Config::queryWaitTimeout},
+    {"metrics_listen", ValueKind::Text, &Config::metricsListen},
     {"quiet", ValueKind::Boolean, &Config::quiet},
     {"reserve_pool_size", ValueKind::Integer, &Config::reservePoolSize},
     {"reserve_pool_timeout", ValueKind::Duration, &Config::reservePoolTimeout},
@@ -1065,7 +1066,7 @@ namespace usher::config {
 namespace {
 
 // Settings that only a restart changes (sockets, process identity, buffers already handed out).
-constexpr std::string_view kRestartOnly[] = {"listen_addr", "listen_port",  "unix_socket_dir",
+constexpr std::string_view kRestartOnly[] = {"listen_addr", "listen_port",  "unix_socket_dir", "metrics_listen",
                                              "unix_socket_mode", "listen_backlog", "pidfile",
                                              "user",        "workers",      "pkt_buf"};
 

@@ -12,6 +12,7 @@
 #include "usher/admin/console.h"
 #include "usher/base/log.h"
 #include "usher/janitor/janitor.h"
+#include "usher/metrics/http_endpoint.h"
 
 namespace usher::net {
 
@@ -19,6 +20,7 @@ Worker::Worker(config::ConfigPtr config)
     : config_(std::move(config)), buffers_(config_->pktBuf), pools_(*this) {
   uv_loop_init(&loop_);
   janitor_ = std::make_unique<janitor::Janitor>(*this);
+  startTimeUnix_ = int64_t(time(nullptr));
   ids_.seed(randombytes_random());
 }
 
@@ -45,6 +47,10 @@ Result<void> Worker::listen() {
   }
   if (endpoints.empty())
     return failPlain("nothing to listen on: set listen_addr or unix_socket_dir");
+  if (!cfg.metricsListen.empty()) {
+    metrics_ = std::make_unique<metrics::HttpEndpoint>(*this);
+    if (auto ok = metrics_->listen(cfg.metricsListen); !ok) return ok;
+  }
   for (const auto& ep : endpoints) {
     auto fd = listenOn(ep, cfg.listenBacklog, cfg.workers > 1, cfg.unixSocketMode);
     if (!fd) return std::unexpected(fd.error());
@@ -248,6 +254,7 @@ void Worker::checkShutdownDone() {
   stopping_ = true;
   // Close everything; uv_run returns once the last handle's close callback has run.
   clients_.forEach([](client::ClientSession& c) { c.close("usher shutting down"); });
+  if (metrics_) metrics_->close();
   pools_.closeAll("usher shutting down");
   janitor_->stop();
   for (auto& s : signals_) uv_close(reinterpret_cast<uv_handle_t*>(&s), nullptr);

@@ -399,6 +399,8 @@ PoolStats& PoolStats::operator+=(const PoolStats& o) {
   clientParses += o.clientParses;
   binds += o.binds;
   logins += o.logins;
+  xactTimes += o.xactTimes;
+  queryTimes += o.queryTimes;
   return *this;
 }
 

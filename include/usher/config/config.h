@@ -112,6 +112,8 @@ struct Config {
   bool logDisconnections = true;
   bool logPoolerErrors = true;
   int workers = 1;
+  // Prometheus text endpoint ("127.0.0.1:9127"); empty = off. usher's own key.
+  std::string metricsListen;
 
   std::vector<DatabaseConfig> databases;
   std::vector<UserConfig> users;

@@ -21,6 +21,9 @@
 namespace usher::janitor {
 class Janitor;
 }
+namespace usher::metrics {
+class HttpEndpoint;
+}
 
 namespace usher::net {
 
@@ -101,6 +104,8 @@ class Worker {
   // Called when the last client or the last active server goes away during shutdown.
   void checkShutdownDone();
 
+  int64_t startTimeUnix() const { return startTimeUnix_; }
+
   // Random bytes for nonces and keys come from libsodium; this is for ids only.
   uint32_t random32();
 
@@ -121,6 +126,8 @@ class Worker {
   BufferPool buffers_;
   pool::PoolManager pools_;
   std::unique_ptr<janitor::Janitor> janitor_;
+  std::unique_ptr<metrics::HttpEndpoint> metrics_;
+  int64_t startTimeUnix_ = 0;
   std::vector<std::unique_ptr<Listener>> listeners_;
   ClientList clients_;
   std::unordered_map<int32_t, client::ClientSession*> cancelKeys_;

@@ -10,6 +10,7 @@
 #include "usher/base/intrusive_list.h"
 #include "usher/client/client_session.h"
 #include "usher/config/config.h"
+#include "usher/metrics/histogram.h"
 #include "usher/net/address.h"
 #include "usher/pool/param_set.h"
 #include "usher/pool/server_session.h"
@@ -39,6 +40,8 @@ struct PoolStats {
   uint64_t clientParses = 0;
   uint64_t binds = 0;
   uint64_t logins = 0;
+  metrics::Histogram xactTimes;   // for /metrics; SHOW STATS uses the sums above
+  metrics::Histogram queryTimes;
 
   PoolStats& operator+=(const PoolStats& o);
   PoolStats minus(const PoolStats& o) const;
