@@ -387,18 +387,17 @@ uint64_t Pool::maxWaitUs(uint64_t nowUs) {
   return oldest ? nowUs - oldest->waitStartUs() : 0;
 }
 
+namespace {
+// The plain counters of PoolStats, so sums and differences list them once.
+constexpr uint64_t PoolStats::*kCounters[] = {
+    &PoolStats::xactCount,  &PoolStats::queryCount,        &PoolStats::bytesReceived,
+    &PoolStats::bytesSent,  &PoolStats::xactTimeUs,        &PoolStats::queryTimeUs,
+    &PoolStats::waitTimeUs, &PoolStats::serverAssignments, &PoolStats::clientParses,
+    &PoolStats::binds,      &PoolStats::logins};
+}  // namespace
+
 PoolStats& PoolStats::operator+=(const PoolStats& o) {
-  xactCount += o.xactCount;
-  queryCount += o.queryCount;
-  bytesReceived += o.bytesReceived;
-  bytesSent += o.bytesSent;
-  xactTimeUs += o.xactTimeUs;
-  queryTimeUs += o.queryTimeUs;
-  waitTimeUs += o.waitTimeUs;
-  serverAssignments += o.serverAssignments;
-  clientParses += o.clientParses;
-  binds += o.binds;
-  logins += o.logins;
+  for (auto m : kCounters) this->*m += o.*m;
   xactTimes += o.xactTimes;
   queryTimes += o.queryTimes;
   return *this;
@@ -406,17 +405,7 @@ PoolStats& PoolStats::operator+=(const PoolStats& o) {
 
 PoolStats PoolStats::minus(const PoolStats& o) const {
   PoolStats d = *this;
-  d.xactCount -= o.xactCount;
-  d.queryCount -= o.queryCount;
-  d.bytesReceived -= o.bytesReceived;
-  d.bytesSent -= o.bytesSent;
-  d.xactTimeUs -= o.xactTimeUs;
-  d.queryTimeUs -= o.queryTimeUs;
-  d.waitTimeUs -= o.waitTimeUs;
-  d.serverAssignments -= o.serverAssignments;
-  d.clientParses -= o.clientParses;
-  d.binds -= o.binds;
-  d.logins -= o.logins;
+  for (auto m : kCounters) d.*m -= o.*m;
   return d;
 }
 
