@@ -106,10 +106,17 @@ void ClientSession::setState(ClientState next) {
 }
 
 void ClientSession::onReadable() {
-  auto status = sock_.readSome(worker_.buffers());
+  size_t got = 0;
+  auto status = sock_.readSome(worker_.buffers(), &got);
   if (status == net::IoStatus::WouldBlock) return;
   if (status != net::IoStatus::Ok) {
     close(status == net::IoStatus::Eof ? "client unexpected eof" : "client read failed");
+    return;
+  }
+  if (got == 0) {
+    // The buffer is full of bytes not yet forwarded (the server is busy with usher's own
+    // query): stop reading until they move, or the level-triggered poll would spin.
+    sock_.wantRead(false);
     return;
   }
   switch (state_) {
@@ -620,10 +627,15 @@ void ClientSession::processMessages() {
       // First message of a transaction: get a server. acquire() may link one right away.
       waitStartUs_ = monotonicMicros();
       setState(ClientState::Waiting);
-      sock_.wantRead(false);
       pool_->acquire(*this);
-      if (!server_ || server_->state() != pool::ServerState::Active) break;
-      sock_.wantRead(true);
+      if (!server_) {
+        // Queued: stop reading until a server is ours (backpressure, and what follows may need
+        // the server anyway). Not toggled when a server was linked at once: each change of
+        // interest costs an epoll_ctl.
+        sock_.wantRead(false);
+        break;
+      }
+      if (server_->state() != pool::ServerState::Active) break;  // Setup runs first
     }
     switch (h.tag) {
       case fe::kQuery:

@@ -592,3 +592,23 @@ class ServerConnectionWatch:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join(timeout=10)
+
+
+def connect_when_slot_free(pooler, timeout: float = 5, **kwargs):
+    """Connect through the pooler, retrying while max_client_conn still counts a connection that
+    has just closed (the readiness probe, a previous test step): the slot frees within a loop
+    iteration of the pooler seeing the close."""
+    import psycopg
+    box = {}
+
+    def attempt():
+        try:
+            box["conn"] = pooler.connect(**kwargs)
+            return True
+        except psycopg.OperationalError as exc:
+            if "max_client_conn" not in str(exc):
+                raise
+            return False
+
+    wait_until(attempt, timeout, "a free max_client_conn slot")
+    return box["conn"]

@@ -299,7 +299,7 @@ def test_disable_enable_and_set(pg, usher):
 @pytest.mark.usher_only
 def test_console_reachable_when_max_client_conn_is_reached(pg, usher):
     pooler = usher(max_client_conn=1)
-    with pooler.connect():
+    with harness.connect_when_slot_free(pooler):
         with pytest.raises(psycopg.OperationalError, match="max_client_conn"):
             pooler.connect().close()
         with console(pooler, pg) as admin:

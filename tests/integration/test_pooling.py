@@ -87,7 +87,7 @@ def test_query_wait_timeout_and_fifo(pg, usher):
 
 def test_max_client_conn_refuses_with_pgbouncer_wording(pg, usher):
     pooler = usher(max_client_conn=2)
-    with pooler.connect(), pooler.connect():
+    with harness.connect_when_slot_free(pooler), harness.connect_when_slot_free(pooler):
         with pytest.raises(psycopg.OperationalError,
                            match=r"no more connections allowed \(max_client_conn\)"):
             pooler.connect().close()
@@ -95,7 +95,7 @@ def test_max_client_conn_refuses_with_pgbouncer_wording(pg, usher):
             with pytest.raises(ServerError) as err:
                 raw.login(USER, DB, pg.passwords[USER])
         assert err.value.sqlstate == "53300"
-    with pooler.connect() as conn:
+    with harness.connect_when_slot_free(pooler) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
 
 
