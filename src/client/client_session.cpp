@@ -33,10 +33,7 @@ namespace {
 constexpr uint32_t kMaxAuthMessage = 8192;
 
 bool isTracked(const config::Config& cfg, std::string_view name) {
-  if (protocol::isDefaultTrackedParam(protocol::canonicalParamName(name))) return true;
-  for (const auto& extra : cfg.trackExtraParameters)
-    if (pool::ParamSet::sameName(extra, name)) return true;
-  return false;
+  return pool::isTrackedParam(name, cfg.trackExtraParameters);
 }
 
 bool isIgnored(const config::Config& cfg, std::string_view name) {
@@ -510,16 +507,11 @@ void ClientSession::finishLogin() {
 }
 
 void ClientSession::writeWelcome() {
-  const auto& cfg = worker_.config();
   // The client's own values win for what it asked for; everything else is what PostgreSQL said
-  // at the pool's first login. Tracked parameters the client did not set are recorded with the
-  // server default so a server another client changed gets put back.
+  // at the pool's first login. Only the client's own values are stored per client: for the rest
+  // the pool's welcome values are the reference when a server is linked (ServerSession::link).
   for (const auto& e : pool_->welcome().entries()) {
     const std::string* mine = params_.find(e.name);
-    if (!mine && isTracked(cfg, e.name)) {
-      params_.set(e.name, e.value);
-      mine = params_.find(e.name);
-    }
     protocol::writeParameterStatus(sock_.out, e.name, mine ? *mine : e.value);
   }
   protocol::writeBackendKeyData(sock_.out, cancelPid_, cancelKey_);

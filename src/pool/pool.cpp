@@ -22,6 +22,18 @@ bool isNumericHost(const std::string& host) {
 }
 }  // namespace
 
+bool isTrackedParam(std::string_view name, const std::vector<std::string>& trackExtra) {
+  // Runs at every link (once per transaction): compare in place, no lowercase copy.
+  static constexpr std::string_view kDefault[] = {
+      "client_encoding", "DateStyle", "TimeZone", "IntervalStyle", "standard_conforming_strings",
+      "application_name"};
+  for (auto d : kDefault)
+    if (ParamSet::sameName(d, name)) return true;
+  for (const auto& extra : trackExtra)
+    if (ParamSet::sameName(extra, name)) return true;
+  return false;
+}
+
 Pool::Pool(net::Worker& worker, PoolManager& manager, std::string database, std::string user)
     : worker_(worker), manager_(manager), database_(std::move(database)), user_(std::move(user)) {}
 
@@ -390,10 +402,12 @@ uint64_t Pool::maxWaitUs(uint64_t nowUs) {
 namespace {
 // The plain counters of PoolStats, so sums and differences list them once.
 constexpr uint64_t PoolStats::*kCounters[] = {
-    &PoolStats::xactCount,  &PoolStats::queryCount,        &PoolStats::bytesReceived,
-    &PoolStats::bytesSent,  &PoolStats::xactTimeUs,        &PoolStats::queryTimeUs,
-    &PoolStats::waitTimeUs, &PoolStats::serverAssignments, &PoolStats::clientParses,
-    &PoolStats::binds,      &PoolStats::logins};
+    &PoolStats::xactCount,     &PoolStats::queryCount,
+    &PoolStats::bytesReceived, &PoolStats::bytesSent,
+    &PoolStats::xactTimeUs,    &PoolStats::queryTimeUs,
+    &PoolStats::waitTimeUs,    &PoolStats::serverAssignments,
+    &PoolStats::clientParses,  &PoolStats::binds,
+    &PoolStats::logins};
 }  // namespace
 
 PoolStats& PoolStats::operator+=(const PoolStats& o) {

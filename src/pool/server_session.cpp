@@ -394,19 +394,25 @@ void ServerSession::link(client::ClientSession& client) {
   toClient_ = {};
   // Give the server the client's view of every tracked parameter. set_config() takes list values
   // (search_path) as PostgreSQL parses them, unlike SET with one quoted literal.
-  std::string sql;
-  for (const auto& e : client.params().entries()) {
-    const std::string* have = params_.find(e.name);
-    if (!have) have = localSets_.find(e.name);
-    if (have && protocol::paramValuesEqual(e.name, e.value, *have)) continue;
+  std::string sql;  // stays empty (no allocation) when the server already matches
+  auto want = [&](const std::string& name, const std::string& value) {
+    const std::string* have = params_.find(name);
+    if (!have) have = localSets_.find(name);
+    if (have && protocol::paramValuesEqual(name, value, *have)) return;
     sql.append(sql.empty() ? "SELECT " : ", ");
     sql.append("pg_catalog.set_config(")
-        .append(protocol::quoteLiteral(e.name))
+        .append(protocol::quoteLiteral(name))
         .append(", ")
-        .append(protocol::quoteLiteral(e.value))
+        .append(protocol::quoteLiteral(value))
         .append(", false)");
-    if (!params_.find(e.name)) localSets_.set(e.name, e.value);
-  }
+    if (!params_.find(name)) localSets_.set(name, value);
+  };
+  for (const auto& e : client.params().entries()) want(e.name, e.value);
+  // Tracked parameters the client left at the server default: another client may have changed
+  // them on this server.
+  const auto& extra = worker_.config().trackExtraParameters;
+  for (const auto& e : pool_.welcome().entries())
+    if (!client.params().find(e.name) && isTrackedParam(e.name, extra)) want(e.name, e.value);
   std::string resets;
   std::vector<std::string> dropped;
   for (const auto& e : localSets_.entries()) {

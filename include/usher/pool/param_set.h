@@ -54,4 +54,7 @@ class ParamSet {
   std::vector<Entry> items_;
 };
 
+// Parameters usher keeps in step for every client: PgBouncer's list plus track_extra_parameters.
+bool isTrackedParam(std::string_view name, const std::vector<std::string>& trackExtra);
+
 }  // namespace usher::pool

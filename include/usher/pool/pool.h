@@ -40,7 +40,7 @@ struct PoolStats {
   uint64_t clientParses = 0;
   uint64_t binds = 0;
   uint64_t logins = 0;
-  metrics::Histogram xactTimes;   // for /metrics; SHOW STATS uses the sums above
+  metrics::Histogram xactTimes;  // for /metrics; SHOW STATS uses the sums above
   metrics::Histogram queryTimes;
 
   PoolStats& operator+=(const PoolStats& o);
