@@ -272,6 +272,19 @@ void Worker::onSignal(uv_signal_t* handle, int signum) {
     case SIGINT:
       w->beginShutdown(Shutdown::WaitForServers);
       break;
+    case SIGUSR1:  // PgBouncer: PAUSE — new transactions wait, running ones finish
+      log::main().info("SIGUSR1: pausing all pools");
+      w->setPaused(true);
+      w->pools().forEach([](pool::Pool& p) { p.pause(); });
+      break;
+    case SIGUSR2:  // PgBouncer: RESUME
+      log::main().info("SIGUSR2: resuming");
+      w->setPaused(false);
+      w->setSuspended(false);
+      w->pools().forEach([w](pool::Pool& p) {
+        if (!w->databasePaused(p.database())) p.resume();
+      });
+      break;
     default:
       break;
   }
@@ -279,8 +292,8 @@ void Worker::onSignal(uv_signal_t* handle, int signum) {
 
 void Worker::run() {
   janitor_->start();
-  signals_.resize(3);
-  int nums[] = {SIGHUP, SIGTERM, SIGINT};
+  signals_.resize(5);
+  int nums[] = {SIGHUP, SIGTERM, SIGINT, SIGUSR1, SIGUSR2};
   for (size_t i = 0; i < signals_.size(); ++i) {
     uv_signal_init(&loop_, &signals_[i]);
     signals_[i].data = this;

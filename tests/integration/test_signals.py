@@ -44,3 +44,21 @@ def test_sigterm_waits_for_clients_to_leave(pg, usher):
     pooler.proc = None
     assert status >= 0, f"died of signal {-status} instead of shutting down"
     harness.wait_until(lambda: not pg.backends(USER, DB), 5, "server connections to close")
+
+
+@pytest.mark.usher_only
+def test_sigusr1_pauses_and_sigusr2_resumes(pg, usher):
+    import threading
+    import time
+    pooler = usher(query_wait_timeout=30)
+    with pooler.connect() as client:
+        assert client.execute("SELECT 1").fetchone() == (1,)
+        pooler.proc.send_signal(signal.SIGUSR1)
+        time.sleep(0.3)
+        done = threading.Event()
+        t = threading.Thread(target=lambda: (client.execute("SELECT 2"), done.set()))
+        t.start()
+        assert not done.wait(1), "a new transaction ran while paused"
+        pooler.proc.send_signal(signal.SIGUSR2)
+        assert done.wait(5), "not resumed by SIGUSR2"
+        t.join()
