@@ -14,6 +14,9 @@ USHER_PACKAGES=(
   netcat-openbsd util-linux passwd curl
   # deployment tests: `docker-compose config` validates docker/*compose.yaml (no daemon needed)
   docker-compose
+  # bench/load/run: syscalls (strace -c), instructions (perf stat, where the CPU exposes counters)
+  # and the PNG chart (gnuplot)
+  strace linux-perf gnuplot-nox
 )
 
 USHER_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
