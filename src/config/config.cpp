@@ -719,7 +719,9 @@ constexpr std::string_view kUnsupportedUser[] = {"client_idle_timeout",
                                                  "max_user_client_connections"};
 
 }  // namespace
-std::span<const GeneralSetting> kGeneralSettingsView() { return kGeneralSettings; }
+std::span<const GeneralSetting> kGeneralSettingsView() {
+  return kGeneralSettings;
+}
 namespace {
 
 const GeneralSetting* findGeneral(std::string_view name) {
@@ -1066,9 +1068,10 @@ namespace usher::config {
 namespace {
 
 // Settings that only a restart changes (sockets, process identity, buffers already handed out).
-constexpr std::string_view kRestartOnly[] = {"listen_addr", "listen_port",  "unix_socket_dir", "metrics_listen",
-                                             "unix_socket_mode", "listen_backlog", "pidfile",
-                                             "user",        "workers",      "pkt_buf"};
+constexpr std::string_view kRestartOnly[] = {
+    "listen_addr",      "listen_port",    "unix_socket_dir", "metrics_listen",
+    "unix_socket_mode", "listen_backlog", "pidfile",         "user",
+    "workers",          "pkt_buf"};
 
 std::string renderGeneral(const Config& c, const detail::GeneralTarget& target) {
   return std::visit(

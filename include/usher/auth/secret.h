@@ -1,4 +1,5 @@
-// Secret: a stored credential (plaintext, md5 hash or SCRAM-SHA-256 verifier), zeroed on destruction.
+// Secret: a stored credential (plaintext, md5 hash or SCRAM-SHA-256 verifier), zeroed on
+// destruction.
 #pragma once
 
 #include <array>

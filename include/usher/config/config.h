@@ -26,8 +26,8 @@ using Millis = int64_t;
 
 // One entry of [databases]: the name clients connect to and where it really lives.
 struct DatabaseConfig {
-  std::string name;    // what clients put in `dbname`; "*" is the fallback entry
-  std::string host;    // hostname, IP, or a directory for a Unix socket; empty = Unix socket dir
+  std::string name;  // what clients put in `dbname`; "*" is the fallback entry
+  std::string host;  // hostname, IP, or a directory for a Unix socket; empty = Unix socket dir
   int port = 5432;
   std::string dbname;  // real database name on the server (default: `name`)
   // Forced server login user (`user=` in the connection string); empty = the client's user.
@@ -86,8 +86,8 @@ struct Config {
   std::vector<std::string> trackExtraParameters;
 
   // Timeouts (ms). usher's defaults differ from PgBouncer's where noted in etc/usher.toml.
-  Millis serverConnectTimeout = 5000;    // PgBouncer: 15 s
-  Millis serverLoginRetry = 1000;        // upper bound of the retry backoff; PgBouncer: 15 s fixed
+  Millis serverConnectTimeout = 5000;  // PgBouncer: 15 s
+  Millis serverLoginRetry = 1000;      // upper bound of the retry backoff; PgBouncer: 15 s fixed
   Millis queryWaitTimeout = 120000;
   Millis clientLoginTimeout = 60000;
   Millis clientIdleTimeout = 0;
@@ -99,7 +99,7 @@ struct Config {
 
   // Limits.
   uint32_t maxPacketSize = 2147483647u;  // PgBouncer's max_packet_size default: 2 GiB - 1
-  size_t pktBuf = 16384;                // read buffer block size
+  size_t pktBuf = 16384;                 // read buffer block size
 
   // Logging and process.
   std::string logFile;

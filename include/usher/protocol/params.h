@@ -20,7 +20,8 @@ std::string canonicalParamName(std::string_view name);
 // IntervalStyle, standard_conforming_strings, application_name.
 bool isDefaultTrackedParam(std::string_view canonicalName);
 
-// Quotes `value` as a SQL string literal ('...' with '' doubling; E'' form when it has a backslash).
+// Quotes `value` as a SQL string literal ('...' with '' doubling; E'' form when it has a
+// backslash).
 std::string quoteLiteral(std::string_view value);
 
 }  // namespace usher::protocol

@@ -14,8 +14,8 @@ namespace usher::protocol {
 class MessageWriter {
  public:
   explicit MessageWriter(IoBuffer& out) : out_(out) {}
-  MessageWriter& begin(char tag);   // tagged message
-  MessageWriter& beginUntagged();   // startup / cancel / SSL request
+  MessageWriter& begin(char tag);  // tagged message
+  MessageWriter& beginUntagged();  // startup / cancel / SSL request
   MessageWriter& u8(uint8_t v);
   MessageWriter& i16(int16_t v);
   MessageWriter& i32(int32_t v);
