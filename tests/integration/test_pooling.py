@@ -168,3 +168,36 @@ def test_json_log_lines_and_no_secrets(pg, usher):
     log = pooler.log()
     for secret in [*pg.passwords.values(), "wrong-password-xyz"]:
         assert secret not in log
+
+
+def test_waiting_clients_are_served_first_in_first_out(pg, usher):
+    """pool_size 1: three clients queue behind a transaction in a known order; each runs in
+    that order once the server is free (clock_timestamp() on the one server orders them)."""
+    import threading
+    pooler = usher(pool_mode="transaction", pool_size=1, query_wait_timeout=30)
+    holder = pooler.connect()
+    waiters = [pooler.connect() for _ in range(3)]
+    with holder:
+        holder.execute("BEGIN")
+        holder.execute("SELECT 1")
+        results, threads = {}, []
+        with psycopg.connect(pooler.conninfo("platform_admin", "pgbouncer",
+                                             pg.passwords["platform_admin"]),
+                             autocommit=True, prepare_threshold=None) as admin:
+            def waiting():
+                cur = admin.execute("SHOW POOLS")
+                names = [d.name for d in cur.description]
+                row = next(dict(zip(names, r)) for r in cur.fetchall() if r[0] == DB)
+                return row["cl_waiting"]
+            for i, w in enumerate(waiters):
+                t = threading.Thread(target=lambda i=i, w=w: results.__setitem__(
+                    i, w.execute("SELECT clock_timestamp()").fetchone()[0]))
+                t.start()
+                threads.append(t)
+                harness.wait_until(lambda i=i: waiting() == i + 1, 5, f"waiter {i} queued")
+        holder.execute("COMMIT")
+        for t in threads:
+            t.join(10)
+    for w in waiters:
+        w.close()
+    assert results[0] < results[1] < results[2], results
