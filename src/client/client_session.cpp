@@ -163,6 +163,8 @@ void ClientSession::flushOwnOutput() {
   if (status == net::IoStatus::Error && state_ != ClientState::Closing)
     close("client write failed");
   if (status == net::IoStatus::Ok && state_ == ClientState::Closing) sock_.close();
+  // An idle client holds no buffer: give back what login or the console used.
+  if (status == net::IoStatus::Ok && !server_) sock_.releaseBuffers(worker_.buffers());
 }
 
 // ---- startup -------------------------------------------------------------------------------
