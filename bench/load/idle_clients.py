@@ -13,10 +13,6 @@ the client a few HMACs, and the pooler's side is what is timed.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
-import os
 import struct
 import time
 from dataclasses import dataclass
@@ -69,7 +65,6 @@ class IdleResult:
 class Client:
     """One raw protocol connection over asyncio streams."""
 
-    _salted: dict[tuple[bytes, bytes, int], bytes] = {}
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         self.reader, self.writer = reader, writer
@@ -81,9 +76,7 @@ class Client:
             "127.0.0.1", port, local_addr=(source, 0) if source else None, limit=8192)
         c = cls(reader, writer)
         writer.write(pgwire.startup_packet({"user": user, "database": database}))
-        nonce = base64.b64encode(os.urandom(18)).decode()
-        first_bare = f"n=,r={nonce}"
-        expected_server_sig = b""
+        scram = pgwire._Scram(password)  # the tests' SCRAM client (PBKDF2 cached)
         while True:
             tag, payload = await c.read()
             if tag == b"E":
@@ -94,28 +87,12 @@ class Client:
                 continue
             (code,) = struct.unpack("!I", payload[:4])
             if code == 10:
-                first = ("n,," + first_bare).encode()
+                first = scram.client_first()
                 writer.write(pgwire.message(b"p", b"SCRAM-SHA-256\0" + struct.pack("!I", len(first)) + first))
             elif code == 11:
-                server_first = payload[4:].decode()
-                attrs = dict(item.split("=", 1) for item in server_first.split(","))
-                key = (password.encode(), base64.b64decode(attrs["s"]), int(attrs["i"]))
-                salted = cls._salted.get(key)
-                if salted is None:
-                    salted = cls._salted[key] = hashlib.pbkdf2_hmac("sha256", *key)
-                client_key = hmac.digest(salted, b"Client Key", "sha256")
-                stored_key = hashlib.sha256(client_key).digest()
-                server_key = hmac.digest(salted, b"Server Key", "sha256")
-                without_proof = f"c=biws,r={attrs['r']}"
-                auth_message = f"{first_bare},{server_first},{without_proof}".encode()
-                signature = hmac.digest(stored_key, auth_message, "sha256")
-                proof = bytes(a ^ b for a, b in zip(client_key, signature))
-                expected_server_sig = hmac.digest(server_key, auth_message, "sha256")
-                writer.write(pgwire.message(b"p", f"{without_proof},p={base64.b64encode(proof).decode()}".encode()))
+                writer.write(pgwire.message(b"p", scram.client_final(payload[4:])))
             elif code == 12:
-                attrs = dict(item.split("=", 1) for item in payload[4:].decode().split(","))
-                if base64.b64decode(attrs["v"]) != expected_server_sig:
-                    raise ConnectionError("bad SCRAM server signature")
+                scram.verify_server_final(payload[4:])
             elif code != 0:
                 raise ConnectionError(f"unexpected authentication request {code}")
 

@@ -7,6 +7,7 @@ drivers do not expose on a failed login (the SQLSTATE of an authentication error
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import os
@@ -172,6 +173,13 @@ class RawConnection:
                 return out
 
 
+@functools.lru_cache(maxsize=64)
+def _salted_password(password: bytes, salt: bytes, iterations: int) -> bytes:
+    """PBKDF2 is the client's expensive step; cached so a load of logins with one password
+    (bench/load/idle_clients.py) measures the pooler, not the client."""
+    return hashlib.pbkdf2_hmac("sha256", password, salt, iterations)
+
+
 class _Scram:
     """Client side of SCRAM-SHA-256 (RFC 5802/7677) as PostgreSQL uses it (no channel binding)."""
 
@@ -187,7 +195,7 @@ class _Scram:
     def client_final(self, server_first: bytes) -> bytes:
         attrs = dict(item.split("=", 1) for item in server_first.decode().split(","))
         assert attrs["r"].startswith(self.nonce), "server nonce does not extend ours"
-        salted = hashlib.pbkdf2_hmac("sha256", self.password, base64.b64decode(attrs["s"]), int(attrs["i"]))
+        salted = _salted_password(self.password, base64.b64decode(attrs["s"]), int(attrs["i"]))
         client_key = hmac.digest(salted, b"Client Key", "sha256")
         stored_key = hashlib.sha256(client_key).digest()
         server_key = hmac.digest(salted, b"Server Key", "sha256")
