@@ -622,13 +622,10 @@ void ClientSession::processMessages() {
       waitStartUs_ = monotonicMicros();
       setState(ClientState::Waiting);
       pool_->acquire(*this);
-      if (!server_) {
-        // Queued: stop reading until a server is ours (backpressure, and what follows may need
-        // the server anyway). Not toggled when a server was linked at once: each change of
-        // interest costs an epoll_ctl.
-        sock_.wantRead(false);
-        break;
-      }
+      // Queued: the socket stays readable. What arrives meanwhile waits in the buffer (a full
+      // buffer pauses reading, see onReadable), and a client that gives up is noticed at once.
+      // Not toggling the interest saves two epoll_ctl per queued transaction.
+      if (!server_) break;
       if (server_->state() != pool::ServerState::Active) break;  // Setup runs first
     }
     switch (h.tag) {
