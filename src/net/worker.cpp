@@ -21,17 +21,12 @@ Worker::Worker(config::ConfigPtr config)
   uv_loop_init(&loop_);
   janitor_ = std::make_unique<janitor::Janitor>(*this);
   startTimeUnix_ = int64_t(time(nullptr));
-  ids_.seed(randombytes_random());
 }
 
 Worker::~Worker() {
   // Everything attached was closed by shutdown; run the loop once more to deliver close callbacks.
   uv_run(&loop_, UV_RUN_DEFAULT);
   uv_loop_close(&loop_);
-}
-
-uint32_t Worker::random32() {
-  return ids_();
 }
 
 Result<void> Worker::listen() {

@@ -10,6 +10,7 @@
 #include "usher/base/log.h"
 #include "usher/net/worker.h"
 #include "usher/pool/pool_manager.h"
+#include "usher/protocol/params.h"
 
 namespace usher::pool {
 namespace {
@@ -23,12 +24,7 @@ bool isNumericHost(const std::string& host) {
 }  // namespace
 
 bool isTrackedParam(std::string_view name, const std::vector<std::string>& trackExtra) {
-  // Runs at every link (once per transaction): compare in place, no lowercase copy.
-  static constexpr std::string_view kDefault[] = {
-      "client_encoding", "DateStyle", "TimeZone", "IntervalStyle", "standard_conforming_strings",
-      "application_name"};
-  for (auto d : kDefault)
-    if (ParamSet::sameName(d, name)) return true;
+  if (protocol::isDefaultTrackedParam(name)) return true;  // allocation-free: once per link
   for (const auto& extra : trackExtra)
     if (ParamSet::sameName(extra, name)) return true;
   return false;
@@ -211,8 +207,6 @@ void Pool::connectFailed(const Error& error, std::string_view serverError) {
   ++failures_;
   int64_t backoff = std::min(backoffCapMs_, kFirstRetryMs << std::min(failures_ - 1, 10));
   nextAttemptMs_ = worker_.nowMs() + backoff;
-  lastError_ = error;
-  lastServerError_.assign(serverError);
   // With no server at all there is nobody to serve the queue: tell the waiting clients now
   // instead of letting them sit until query_wait_timeout.
   if (serverCount_ == 0) failWaiters(error, serverError);
@@ -387,10 +381,9 @@ void Pool::kill(std::string_view reason) {
   closeAll(reason);
 }
 
-size_t Pool::resettingCount() const {
+size_t Pool::resettingCount() {
   size_t n = 0;
-  const_cast<ServerList&>(active_).forEach(
-      [&](ServerSession& s) { n += s.state() == ServerState::Resetting; });
+  active_.forEach([&](ServerSession& s) { n += s.state() == ServerState::Resetting; });
   return n;
 }
 

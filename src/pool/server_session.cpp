@@ -594,7 +594,6 @@ void ServerSession::sendCancel() {
 
 void ServerSession::close(std::string_view reason) {
   if (state_ == ServerState::Closed) return;
-  closeReason_.assign(reason);
   auto* c = client_;
   client_ = nullptr;
   bool wasLoggedIn = state_ != ServerState::Connecting && state_ != ServerState::Login;

@@ -220,11 +220,18 @@ std::string canonicalParamName(std::string_view name) {
   return out;
 }
 
-bool isDefaultTrackedParam(std::string_view canonicalName) {
+bool isDefaultTrackedParam(std::string_view name) {
+  // Called at every link (once per transaction): compared in place, no lowercase copy.
   static constexpr std::array<std::string_view, 6> kTracked = {
       "client_encoding", "datestyle", "timezone", "intervalstyle", "standard_conforming_strings",
       "application_name"};
-  return std::find(kTracked.begin(), kTracked.end(), canonicalName) != kTracked.end();
+  for (auto t : kTracked) {
+    if (t.size() != name.size()) continue;
+    bool same = true;
+    for (size_t i = 0; i < t.size() && same; ++i) same = toLower(name[i]) == t[i];
+    if (same) return true;
+  }
+  return false;
 }
 
 std::string quoteLiteral(std::string_view value) {

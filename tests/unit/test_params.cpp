@@ -48,6 +48,9 @@ TEST_SUITE("protocol") {
     CHECK(isDefaultTrackedParam("standard_conforming_strings"));
     CHECK(isDefaultTrackedParam("application_name"));
     CHECK_FALSE(isDefaultTrackedParam("search_path"));
+    CHECK(isDefaultTrackedParam("DateStyle"));  // any case, as PostgreSQL spells it
+    CHECK(isDefaultTrackedParam("TimeZone"));
+    CHECK_FALSE(isDefaultTrackedParam("DateStyleX"));
   }
 
   TEST_CASE("params: quoteLiteral") {

@@ -61,7 +61,6 @@ class ClientSession final : public net::SocketOwner {
   int64_t stateSinceMs() const { return stateSinceMs_; }
   int32_t cancelPid() const { return cancelPid_; }
   int32_t cancelKey() const { return cancelKey_; }
-  bool isLoginWait() const { return state_ == ClientState::LoginWait; }
   // Requests the server has yet to answer with ReadyForQuery, and whether extended-protocol
   // messages were sent since the last Sync: the server is kept until both are settled.
   int pendingReady() const { return pendingReady_; }

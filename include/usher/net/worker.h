@@ -6,7 +6,6 @@
 
 #include <cstdint>
 #include <memory>
-#include <random>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -106,9 +105,6 @@ class Worker {
 
   int64_t startTimeUnix() const { return startTimeUnix_; }
 
-  // Random bytes for nonces and keys come from libsodium; this is for ids only.
-  uint32_t random32();
-
  private:
   struct Listener {
     Worker* worker;
@@ -140,7 +136,6 @@ class Worker {
   Shutdown shutdown_ = Shutdown::None;
   bool stopping_ = false;
   uint64_t lastId_ = 0;
-  std::mt19937 ids_;
 };
 
 }  // namespace usher::net

@@ -107,7 +107,7 @@ class Pool {
   size_t clientCount() const { return clients_.size() + waitingCount(); }
   size_t activeClientCount() const { return clients_.size(); }
   size_t loginCount() const { return pending_.size(); }
-  size_t resettingCount() const;
+  size_t resettingCount();
   // Oldest waiting client's wait, in microseconds (0 when nobody waits).
   uint64_t maxWaitUs(uint64_t nowUs);
 
@@ -141,7 +141,6 @@ class Pool {
   PoolStats averages;  // per second over the last stats_period
   PoolStats lastPeriodTotals;
   void rollStatsPeriod(double seconds);
-  size_t pendingCount() const { return pending_.size(); }
   bool hasDemand() const { return !waiting_.empty() || !loginWaiting_.empty(); }
 
  private:
@@ -200,8 +199,6 @@ class Pool {
   int failures_ = 0;
   int64_t nextAttemptMs_ = 0;
   int64_t backoffCapMs_ = 1000;
-  Error lastError_;
-  std::string lastServerError_;
 
   friend class PoolManager;
 };

@@ -128,7 +128,6 @@ class ServerSession final : public net::SocketOwner {
   ParamSet localSets_;
   std::optional<Error> internalError_;
   std::unique_ptr<auth::ScramClient> scram_;  // login only
-  std::string closeReason_;
 };
 
 }  // namespace usher::pool

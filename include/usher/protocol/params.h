@@ -17,8 +17,8 @@ bool paramValuesEqual(std::string_view name, std::string_view a, std::string_vie
 std::string canonicalParamName(std::string_view name);
 
 // Parameters tracked for every client (PgBouncer's list): client_encoding, DateStyle, TimeZone,
-// IntervalStyle, standard_conforming_strings, application_name.
-bool isDefaultTrackedParam(std::string_view canonicalName);
+// IntervalStyle, standard_conforming_strings, application_name. `name` in any case.
+bool isDefaultTrackedParam(std::string_view name);
 
 // Quotes `value` as a SQL string literal ('...' with '' doubling; E'' form when it has a
 // backslash).
