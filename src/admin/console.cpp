@@ -134,19 +134,10 @@ std::map<std::string, std::pair<pool::PoolStats, pool::PoolStats>> statsByDataba
 }
 
 std::vector<uint64_t> statValues(const pool::PoolStats& s) {
-  // server_parse_count counts Parse messages usher itself sends for tracked prepared statements:
-  // none yet (prepared statements are forwarded as they come).
-  return {s.serverAssignments,
-          s.xactCount,
-          s.queryCount,
-          s.bytesReceived,
-          s.bytesSent,
-          s.xactTimeUs,
-          s.queryTimeUs,
-          s.waitTimeUs,
-          s.clientParses,
-          0,
-          s.binds};
+  // server_parse_count: Parse messages usher sent to servers for clients' named statements.
+  return {s.serverAssignments, s.xactCount,    s.queryCount,  s.bytesReceived,
+          s.bytesSent,         s.xactTimeUs,   s.queryTimeUs, s.waitTimeUs,
+          s.clientParses,      s.serverParses, s.binds};
 }
 
 enum class StatsView { All, Totals, Averages };
@@ -357,7 +348,7 @@ void clientRow(net::Worker& w, ResultSet& rs, ClientSession& c, bool sockets, ui
           "0",
           "",
           app ? *app : "",
-          "0",
+          num(c.statementsIfAny() ? c.statementsIfAny()->named.size() : 0),
           num(c.id())};
   if (sockets) socketColumns(row, c.socket());
   rs.row(row);
@@ -386,7 +377,7 @@ void serverRow(net::Worker& w, ResultSet& rs, pool::Pool& p, pool::ServerSession
           num(int64_t(s.backendPid())),
           "",
           app ? *app : "",
-          "0",
+          num(s.relay().preparedCount()),
           num(s.id())};
   if (sockets) socketColumns(row, const_cast<pool::ServerSession&>(s).socket());
   rs.row(row);

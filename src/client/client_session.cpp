@@ -602,6 +602,14 @@ void ClientSession::processMessages() {
       if (toServer_.passthrough) break;
       continue;
     }
+    if (discard_) {
+      // The rest of a message usher answered itself (nothing before it is approved).
+      size_t n = std::min(discard_, in.readable());
+      in.consume(n);
+      discard_ -= n;
+      if (discard_) break;
+      continue;
+    }
     if (avail < 5) break;
     FrameHeader h;
     if (protocol::peekHeader(in.readPtr() + toServer_.ready, avail, maxPacket, h) ==
@@ -627,6 +635,14 @@ void ClientSession::processMessages() {
       // Not toggling the interest saves two epoll_ctl per queued transaction.
       if (!server_) break;
       if (server_->state() != pool::ServerState::Active) break;  // Setup runs first
+    }
+    auto step = pool::StatementRelay::Step::Forward;
+    if (server_->relayActive()) {
+      step = server_->relay().onClientMessage(*this, h);
+      if (step == pool::StatementRelay::Step::NeedMore) {
+        in.ensureWritable(h.frameSize() - avail);
+        break;
+      }
     }
     switch (h.tag) {
       case fe::kQuery:
@@ -654,6 +670,7 @@ void ClientSession::processMessages() {
       default:
         break;
     }
+    if (step == pool::StatementRelay::Step::Consumed) continue;
     size_t take = std::min<size_t>(h.frameSize(), avail);
     toServer_.ready += take;
     if (take < h.frameSize()) {
@@ -662,7 +679,9 @@ void ClientSession::processMessages() {
     }
   }
   processing_ = false;
-  if (server_ && (toServer_.ready > 0 || sock_.hasPendingOutput()))
+  // Replies usher owes at once (a Flush after a Parse it answered itself).
+  if (server_ && server_->relayActive() && server_->relay().emitDue()) server_->flushToClient();
+  if (server_ && (toServer_.ready > 0 || server_->socket().hasPendingOutput()))
     flushToServer();
   else if (in.empty() && !server_)
     sock_.releaseBuffers(worker_.buffers());

@@ -146,6 +146,10 @@ Result<void> validate(Config& c) {
     return invalid(c, "pkt_buf", "must be at least 4096, got " + to_string(c.pktBuf));
   }
   if (c.verbose < 0) return invalid(c, "verbose", "must be >= 0");
+  if (c.maxPreparedStatements < 0) {
+    return invalid(c, "max_prepared_statements",
+                   "must be >= 0 (0 = off), got " + to_string(c.maxPreparedStatements));
+  }
   if (c.workers < 0) {
     return invalid(c, "workers", "must be >= 0 (0 = one per core), got " + to_string(c.workers));
   }
@@ -476,6 +480,7 @@ const GeneralSetting kGeneralSettings[] = {
     {"max_client_conn", ValueKind::Integer, &Config::maxClientConn},
     {"max_db_connections", ValueKind::Integer, &Config::maxDbConnections},
     {"max_packet_size", ValueKind::Integer, &Config::maxPacketSize},
+    {"max_prepared_statements", ValueKind::Integer, &Config::maxPreparedStatements},
     {"max_user_connections", ValueKind::Integer, &Config::maxUserConnections},
     {"min_pool_size", ValueKind::Integer, &Config::minPoolSize},
     {"pidfile", ValueKind::Text, &Config::pidFile},
@@ -531,7 +536,6 @@ constexpr std::string_view kUnsupportedGeneral[] = {
     "job_name",
     "log_stats",
     "max_db_client_connections",
-    "max_prepared_statements",
     "max_user_client_connections",
     "peer_id",
     "query_wait_notify",

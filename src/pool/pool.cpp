@@ -387,6 +387,10 @@ size_t Pool::resettingCount() {
   return n;
 }
 
+bool Pool::mapsStatements() const {
+  return mode_ != config::PoolMode::Session && worker_.config().maxPreparedStatements > 0;
+}
+
 uint64_t Pool::maxWaitUs(uint64_t nowUs) {
   const client::ClientSession* oldest = waiting_.front();
   return oldest ? nowUs - oldest->waitStartUs() : 0;
@@ -399,8 +403,8 @@ constexpr uint64_t PoolStats::*kCounters[] = {
     &PoolStats::bytesReceived, &PoolStats::bytesSent,
     &PoolStats::xactTimeUs,    &PoolStats::queryTimeUs,
     &PoolStats::waitTimeUs,    &PoolStats::serverAssignments,
-    &PoolStats::clientParses,  &PoolStats::binds,
-    &PoolStats::logins};
+    &PoolStats::clientParses,  &PoolStats::serverParses,
+    &PoolStats::binds,         &PoolStats::logins};
 }  // namespace
 
 PoolStats& PoolStats::operator+=(const PoolStats& o) {
@@ -432,6 +436,7 @@ void Pool::rollStatsPeriod(double seconds) {
   a.waitTimeUs = d.serverAssignments ? d.waitTimeUs / d.serverAssignments : 0;
   a.serverAssignments = rate(d.serverAssignments);
   a.clientParses = rate(d.clientParses);
+  a.serverParses = rate(d.serverParses);
   a.binds = rate(d.binds);
   a.logins = rate(d.logins);
   averages = a;

@@ -392,6 +392,7 @@ void ServerSession::link(client::ClientSession& client) {
   client_ = &client;
   lastUsedMs_ = worker_.nowMs();
   toClient_ = {};
+  mapsStatements_ = pool_.mapsStatements();
   // Give the server the client's view of every tracked parameter. set_config() takes list values
   // (search_path) as PostgreSQL parses them, unlike SET with one quoted literal.
   std::string sql;  // stays empty (no allocation) when the server already matches
@@ -434,6 +435,9 @@ void ServerSession::link(client::ClientSession& client) {
 
 void ServerSession::startInternalQuery(std::string_view sql, ServerState during) {
   internalError_.reset();
+  // server_reset_query (DISCARD ALL) and usher's DEALLOCATE ALL drop prepared statements; a
+  // failed one leaves them in doubt. Either way usher prepares again when a statement is needed.
+  if (during == ServerState::Resetting) relay_.forgetServerStatements();
   protocol::writeQuery(sock_.out, sql);
   setState(during);
   sock_.wantRead(true);
@@ -461,19 +465,23 @@ void ServerSession::internalQueryDone() {
   // Resetting: the reset query (or connect_query) finished.
   if (internalError_) {
     log::pool().warn("S-{}: {} failed: {} {}", id_,
-                     resetting_ ? "server_reset_query" : "connect_query", internalError_->sqlstate,
-                     internalError_->message);
+                     deallocating_ ? "DEALLOCATE ALL"
+                     : resetting_  ? "server_reset_query"
+                                   : "connect_query",
+                     internalError_->sqlstate, internalError_->message);
     close("internal query failed");
     return;
   }
-  if (resetting_) localSets_.clear();  // DISCARD ALL / RESET ALL dropped them
+  if (resetting_ && !deallocating_) localSets_.clear();  // DISCARD ALL / RESET ALL dropped them
+  deallocating_ = false;
   setState(ServerState::Idle);
   pool_.serverIdle(*this);
 }
 
 bool ServerSession::releasable() const {
   return pool_.mode() != config::PoolMode::Session && txStatus_ == 'I' && client_ &&
-         client_->pendingReady() == 0 && !client_->unsynced() && toClient_.passthrough == 0;
+         client_->pendingReady() == 0 && !client_->unsynced() && toClient_.passthrough == 0 &&
+         relay_.idle();
 }
 
 // Active: approve the server's messages for the client, looking only at what the pool needs.
@@ -488,12 +496,33 @@ void ServerSession::processActive() {
       if (toClient_.passthrough) break;
       continue;
     }
+    if (mapsStatements_) relay_.emitDue();  // replies usher owes come before the next one
+    avail = in.readable() - toClient_.ready;
     if (avail < 5) break;
     const uint8_t* at = in.readPtr() + toClient_.ready;
     FrameHeader h;
     if (protocol::peekHeader(at, avail, kMaxServerMessage, h) == Decode::Malformed) {
       close("server sent a malformed message");
       return;
+    }
+    if (mapsStatements_ && h.tag != be::kParameterStatus) {
+      bool whole = StatementRelay::wantsWhole(h.tag) || h.tag == be::kReadyForQuery;
+      if (whole && avail < h.frameSize()) {
+        if (h.length > kMaxWholeServerMessage) {
+          close("server sent an oversized message");
+          return;
+        }
+        in.ensureWritable(h.frameSize() - avail);
+        break;
+      }
+      std::string_view payload(reinterpret_cast<const char*>(at) + 5, whole ? h.payloadSize() : 0);
+      auto reply = relay_.onServerMessage(h.tag, payload);
+      if (reply != StatementRelay::Reply::Forward) {
+        // Dropped, or replaced by what the relay wrote: the approved bytes before it went first.
+        relay_.cutServerStream();
+        in.consume(h.frameSize());
+        continue;
+      }
     }
     if (h.tag == be::kReadyForQuery || h.tag == be::kParameterStatus) {
       if (avail < h.frameSize()) {
@@ -553,7 +582,19 @@ void ServerSession::flushToClient() {
   // Transaction boundary: the client has its ReadyForQuery; the server goes back to the pool.
   releaseAfterFlush_ = false;
   client_ = nullptr;
+  relay_.unlinked();
   c->unlinked();
+  if (relay_.sqlPrepared()) {
+    // SQL-level PREPARE made statements that would outlive the transaction on a shared server,
+    // where another client could EXECUTE them: drop them now. The client's next EXECUTE fails
+    // cleanly with "does not exist" instead of running on whichever server it gets.
+    relay_.clearSqlPrepared();
+    resetting_ = true;
+    deallocating_ = true;
+    startInternalQuery("DEALLOCATE ALL", ServerState::Resetting);
+    c->processPending();
+    return;
+  }
   setState(ServerState::Idle);
   pool_.serverIdle(*this);
   if (state_ == ServerState::Idle && !sock_.in.empty()) processInternal();
@@ -562,12 +603,14 @@ void ServerSession::flushToClient() {
 
 void ServerSession::unlink(bool clientQuiet) {
   auto* c = client_;
+  bool opsSettled = relay_.idle() && !sock_.hasPendingOutput();
+  relay_.unlinked();
   client_ = nullptr;
   toClient_ = {};
   releaseAfterFlush_ = false;
   if (state_ == ServerState::Setup) return;  // internalQueryDone() finds no client and idles
   if (state_ != ServerState::Active) return;
-  bool atBoundary = clientQuiet && txStatus_ == 'I';
+  bool atBoundary = clientQuiet && opsSettled && txStatus_ == 'I';
   if (!atBoundary) {
     if (c && c->pendingReady() > 0) sendCancel();
     close(txStatus_ == 'I' ? "client disconnected with a query running"
@@ -595,6 +638,7 @@ void ServerSession::sendCancel() {
 void ServerSession::close(std::string_view reason) {
   if (state_ == ServerState::Closed) return;
   auto* c = client_;
+  relay_.unlinked();
   client_ = nullptr;
   bool wasLoggedIn = state_ != ServerState::Connecting && state_ != ServerState::Login;
   if (wasLoggedIn)

@@ -13,6 +13,7 @@
 #include "usher/base/result.h"
 #include "usher/net/socket.h"
 #include "usher/pool/param_set.h"
+#include "usher/pool/prepared.h"
 
 namespace usher::net {
 class Worker;
@@ -76,6 +77,18 @@ class ClientSession final : public net::SocketOwner {
   net::Worker& worker() { return worker_; }
   int64_t lastReadyMs() const { return lastReadyMs_; }
   int64_t busySinceMs() const { return busySinceMs_; }
+  // Its named and unnamed prepared statements (transaction pooling), created on first use.
+  pool::ClientStatements& statements() {
+    if (!statements_) statements_ = std::make_unique<pool::ClientStatements>();
+    return *statements_;
+  }
+  pool::ClientStatements* statementsIfAny() const { return statements_.get(); }
+  // The next `bytes` the client sends belong to a message usher drops (it answered it itself).
+  void setDiscard(size_t bytes) { discard_ = bytes; }
+  // A request the server skipped (after an error, until Sync) gets no ReadyForQuery.
+  void forgetRequest() {
+    if (pendingReady_ > 0) --pendingReady_;
+  }
   // What the client now believes a parameter is (it saw a ParameterStatus).
   void noteParameter(std::string_view name, std::string_view value);
 
@@ -132,6 +145,8 @@ class ClientSession final : public net::SocketOwner {
   pool::ServerSession* server_ = nullptr;
   int pendingReady_ = 0;
   bool unsynced_ = false;
+  size_t discard_ = 0;
+  std::unique_ptr<pool::ClientStatements> statements_;
   bool processing_ = false;  // inside processMessages(): re-entrant calls only note more work
   int sslAnswers_ = 0;
   bool overLimit_ = false;

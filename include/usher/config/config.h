@@ -84,6 +84,9 @@ struct Config {
   bool serverResetQueryAlways = false;
   std::vector<std::string> ignoreStartupParameters;
   std::vector<std::string> trackExtraParameters;
+  // Protocol-level named prepared statements tracked per server connection in transaction and
+  // statement mode (LRU); 0 forwards Parse/Bind untouched, as PgBouncer before 1.21.
+  int maxPreparedStatements = 200;
 
   // Timeouts (ms). usher's defaults differ from PgBouncer's where noted in etc/usher.toml.
   Millis serverConnectTimeout = 5000;  // PgBouncer: 15 s

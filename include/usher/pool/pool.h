@@ -13,6 +13,7 @@
 #include "usher/metrics/histogram.h"
 #include "usher/net/address.h"
 #include "usher/pool/param_set.h"
+#include "usher/pool/prepared.h"
 #include "usher/pool/server_session.h"
 
 namespace usher::net {
@@ -38,6 +39,7 @@ struct PoolStats {
   uint64_t waitTimeUs = 0;
   uint64_t serverAssignments = 0;
   uint64_t clientParses = 0;
+  uint64_t serverParses = 0;  // Parse usher sent for clients' named statements
   uint64_t binds = 0;
   uint64_t logins = 0;
   metrics::Histogram xactTimes;  // for /metrics; SHOW STATS uses the sums above
@@ -136,6 +138,11 @@ class Pool {
   int reservePool() const { return reservePool_; }
   const std::string& host() const { return host_; }
   int port() const { return port_; }
+
+  // Named prepared statements of this pool's clients, shared when identical.
+  StatementRegistry statements;
+  // Transaction/statement mode with max_prepared_statements > 0: statement names are mapped.
+  bool mapsStatements() const;
 
   PoolStats stats;
   PoolStats averages;  // per second over the last stats_period

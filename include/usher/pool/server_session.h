@@ -12,6 +12,7 @@
 #include "usher/net/address.h"
 #include "usher/net/socket.h"
 #include "usher/pool/param_set.h"
+#include "usher/pool/statement_relay.h"
 
 namespace usher::client {
 class ClientSession;
@@ -75,6 +76,10 @@ class ServerSession final : public net::SocketOwner {
   void flushToClient();
   net::Socket& socket() { return sock_; }
   net::Outflow& outflow() { return toClient_; }
+  net::Worker& worker() { return worker_; }
+  StatementRelay& relay() { return relay_; }
+  bool relayActive() const { return mapsStatements_; }
+  const StatementRelay& relay() const { return relay_; }
   // Login took too long (janitor).
   void abortLogin(const Error& error);
   // Closes the connection; `reason` is logged once. Safe to call more than once.
@@ -128,6 +133,9 @@ class ServerSession final : public net::SocketOwner {
   ParamSet localSets_;
   std::optional<Error> internalError_;
   std::unique_ptr<auth::ScramClient> scram_;  // login only
+  StatementRelay relay_{*this};
+  bool mapsStatements_ = false;  // this link maps statement names (the pool's mode, at link)
+  bool deallocating_ = false;    // Resetting runs DEALLOCATE ALL after SQL-level PREPARE
 };
 
 }  // namespace usher::pool

@@ -1,0 +1,136 @@
+// Prepared statements under transaction pooling: the statements a pool's clients prepared
+// (shared when identical), and the names each client gave them.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+
+namespace usher::pool {
+
+class StatementRegistry;
+
+// One statement as PostgreSQL parses it: a Parse message's payload after the name (the query,
+// then the parameter type OIDs). Clients that prepare the same body share one Statement, which
+// servers know under usher's own name.
+class Statement {
+ public:
+  Statement(StatementRegistry& registry, uint64_t id, std::string_view body);
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+
+  std::string_view body() const { return body_; }
+  const std::string& serverName() const { return serverName_; }
+  uint64_t id() const { return id_; }
+
+ private:
+  friend class StmtRef;
+  friend class StatementRegistry;
+  StatementRegistry* registry_;
+  uint64_t id_;
+  std::string body_;
+  std::string serverName_;
+  uint32_t refs_ = 0;
+  bool retired_ = false;  // no longer found by body (its plan went stale); lives on for holders
+};
+
+// Counted reference to a Statement; the last one frees it. Single-threaded (one worker).
+class StmtRef {
+ public:
+  StmtRef() = default;
+  explicit StmtRef(Statement* s) : s_(s) {
+    if (s_) ++s_->refs_;
+  }
+  StmtRef(const StmtRef& o) : StmtRef(o.s_) {}
+  StmtRef(StmtRef&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
+  StmtRef& operator=(StmtRef o) noexcept {
+    std::swap(s_, o.s_);
+    return *this;
+  }
+  ~StmtRef() { reset(); }
+  void reset();
+  Statement* get() const { return s_; }
+  Statement* operator->() const { return s_; }
+  explicit operator bool() const { return s_ != nullptr; }
+
+ private:
+  Statement* s_ = nullptr;
+};
+
+// A pool's statements by body. Bodies are looked up by view: no allocation to find one.
+class StatementRegistry {
+ public:
+  StatementRegistry() = default;
+  StatementRegistry(const StatementRegistry&) = delete;
+  StatementRegistry& operator=(const StatementRegistry&) = delete;
+  ~StatementRegistry();
+
+  StmtRef intern(std::string_view body);
+  // The server reported the statement's cached plan stale: the next Parse of the same body gets a
+  // fresh statement (and a fresh server-side name), as a client re-preparing expects.
+  void retire(Statement& s);
+  size_t size() const { return byBody_.size(); }
+
+ private:
+  friend class StmtRef;
+  void destroy(Statement* s);
+
+  std::unordered_map<std::string_view, Statement*> byBody_;
+  uint64_t nextId_ = 0;
+};
+
+struct NameHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+
+// The statements one client prepared, by the names it chose. The map is what the client may use
+// now, counting messages already sent: replies the server has not given yet can still undo an
+// entry (see StatementRelay).
+struct ClientStatements {
+  std::unordered_map<std::string, StmtRef, NameHash, std::equal_to<>> named;
+  // The client's unnamed statement: its body, and the generation that marks it on a server
+  // (0 = the client has none).
+  std::string unnamedBody;
+  uint64_t unnamedGen = 0;
+
+  const StmtRef* find(std::string_view name) const {
+    auto it = named.find(name);
+    return it == named.end() ? nullptr : &it->second;
+  }
+  // The name a client uses for `s` (for error messages); empty if none.
+  std::string_view nameOf(const Statement* s) const;
+};
+
+// Parsed views of the extended-protocol messages whose names usher maps. All point into the
+// message payload. Each parse returns false for a malformed payload.
+struct ParseMessage {
+  std::string_view name;
+  std::string_view body;  // query and parameter types: the Statement key
+};
+bool parseParse(std::string_view payload, ParseMessage& out);
+
+// Bind: only the two leading names; `prefixSize` is their size in the payload.
+struct BindPrefix {
+  std::string_view portal;
+  std::string_view statement;
+  size_t prefixSize = 0;
+};
+// False if the names are not complete in `available` bytes of the payload.
+bool parseBindPrefix(std::string_view available, BindPrefix& out);
+
+// Describe and Close: a kind ('S' statement, 'P' portal) and a name.
+struct TargetMessage {
+  char kind = 0;
+  std::string_view name;
+};
+bool parseTarget(std::string_view payload, TargetMessage& out);
+
+// A simple Query that is exactly `DEALLOCATE [PREPARE] name` (one statement): the name as
+// PostgreSQL resolves it (unquoted names fold to lower case). False for anything else, including
+// DEALLOCATE ALL, which the server runs and usher follows from its CommandComplete.
+bool parseDeallocate(std::string_view sql, std::string& name);
+
+}  // namespace usher::pool

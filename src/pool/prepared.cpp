@@ -1,0 +1,162 @@
+// Statements shared by a pool's clients, and the parsing of the messages that name them.
+#include "usher/pool/prepared.h"
+
+#include <cctype>
+
+#include "usher/base/byte_reader.h"
+
+namespace usher::pool {
+
+Statement::Statement(StatementRegistry& registry, uint64_t id, std::string_view body)
+    : registry_(&registry), id_(id), body_(body), serverName_("usher_s" + std::to_string(id)) {}
+
+void StmtRef::reset() {
+  if (!s_) return;
+  Statement* s = std::exchange(s_, nullptr);
+  if (--s->refs_ > 0) return;
+  if (s->registry_)
+    s->registry_->destroy(s);
+  else
+    delete s;  // retired, or its pool is gone
+}
+
+StatementRegistry::~StatementRegistry() {
+  // Sessions closing at shutdown may still hold some: the last holder frees them.
+  for (auto& [body, s] : byBody_) s->registry_ = nullptr;
+}
+
+StmtRef StatementRegistry::intern(std::string_view body) {
+  auto it = byBody_.find(body);
+  if (it != byBody_.end()) return StmtRef(it->second);
+  auto* s = new Statement(*this, ++nextId_, body);
+  byBody_.emplace(s->body(), s);
+  return StmtRef(s);
+}
+
+void StatementRegistry::retire(Statement& s) {
+  if (s.retired_) return;
+  s.retired_ = true;
+  s.registry_ = nullptr;
+  byBody_.erase(s.body());
+}
+
+void StatementRegistry::destroy(Statement* s) {
+  byBody_.erase(s->body());
+  delete s;
+}
+
+std::string_view ClientStatements::nameOf(const Statement* s) const {
+  for (const auto& [name, ref] : named)
+    if (ref.get() == s) return name;
+  return {};
+}
+
+bool parseParse(std::string_view payload, ParseMessage& out) {
+  ByteReader r(payload);
+  out.name = r.cstr();
+  if (!r.ok()) return false;
+  out.body = r.rest();
+  ByteReader b(out.body);
+  b.cstr();
+  int16_t n = b.i16();
+  for (int i = 0; i < n; ++i) b.i32();
+  return b.ok() && n >= 0 && b.remaining() == 0;
+}
+
+bool parseBindPrefix(std::string_view available, BindPrefix& out) {
+  size_t a = available.find('\0');
+  if (a == std::string_view::npos) return false;
+  size_t b = available.find('\0', a + 1);
+  if (b == std::string_view::npos) return false;
+  out.portal = available.substr(0, a);
+  out.statement = available.substr(a + 1, b - a - 1);
+  out.prefixSize = b + 1;
+  return true;
+}
+
+bool parseTarget(std::string_view payload, TargetMessage& out) {
+  if (payload.size() < 2 || payload.back() != '\0') return false;
+  out.kind = payload[0];
+  out.name = payload.substr(1, payload.size() - 2);
+  return (out.kind == 'S' || out.kind == 'P') && out.name.find('\0') == std::string_view::npos;
+}
+
+namespace {
+
+bool isSpace(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+// Consumes `word` (ASCII, case-insensitive) followed by a word boundary.
+bool takeKeyword(std::string_view& s, std::string_view word) {
+  if (s.size() < word.size()) return false;
+  for (size_t i = 0; i < word.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(s[i])) != word[i]) return false;
+  if (s.size() > word.size()) {
+    unsigned char next = static_cast<unsigned char>(s[word.size()]);
+    if (std::isalnum(next) || next == '_' || next == '$' || next >= 0x80) return false;
+  }
+  s.remove_prefix(word.size());
+  return true;
+}
+
+void skipSpace(std::string_view& s) {
+  while (!s.empty() && isSpace(s.front())) s.remove_prefix(1);
+}
+
+// An identifier as PostgreSQL reads it: "quoted" (with "" for a quote) or folded to lower case.
+bool takeIdentifier(std::string_view& s, std::string& out) {
+  out.clear();
+  if (s.empty()) return false;
+  if (s.front() == '"') {
+    size_t i = 1;
+    for (;;) {
+      if (i >= s.size()) return false;
+      if (s[i] == '"') {
+        if (i + 1 < s.size() && s[i + 1] == '"') {
+          out.push_back('"');
+          i += 2;
+          continue;
+        }
+        break;
+      }
+      out.push_back(s[i++]);
+    }
+    s.remove_prefix(i + 1);
+    return !out.empty();
+  }
+  size_t i = 0;
+  while (i < s.size()) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    bool ok = std::isalpha(c) || c == '_' || c >= 0x80 || (i > 0 && (std::isdigit(c) || c == '$'));
+    if (!ok) break;
+    out.push_back(c < 0x80 ? char(std::tolower(c)) : char(c));
+    ++i;
+  }
+  s.remove_prefix(i);
+  return i > 0;
+}
+
+}  // namespace
+
+bool parseDeallocate(std::string_view sql, std::string& name) {
+  skipSpace(sql);
+  if (!takeKeyword(sql, "deallocate")) return false;
+  skipSpace(sql);
+  std::string_view save = sql;
+  if (takeKeyword(sql, "prepare")) {
+    skipSpace(sql);
+    if (sql.empty() || sql.front() == ';') {  // "DEALLOCATE prepare": a statement named prepare
+      sql = save;
+    }
+  }
+  std::string_view beforeName = sql;
+  if (takeKeyword(beforeName, "all")) return false;
+  if (!takeIdentifier(sql, name)) return false;
+  skipSpace(sql);
+  if (!sql.empty() && sql.front() == ';') sql.remove_prefix(1);
+  skipSpace(sql);
+  return sql.empty();
+}
+
+}  // namespace usher::pool

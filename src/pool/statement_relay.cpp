@@ -1,0 +1,606 @@
+// StatementRelay: statement names, usher's own messages and the replies usher owes, between a
+// client and its server in transaction pooling. See the header for the model.
+#include "usher/pool/statement_relay.h"
+
+#include <algorithm>
+
+#include "usher/client/client_session.h"
+#include "usher/net/worker.h"
+#include "usher/pool/pool.h"
+#include "usher/pool/server_session.h"
+#include "usher/protocol/error_fields.h"
+#include "usher/protocol/tags.h"
+#include "usher/protocol/writer.h"
+
+namespace usher::pool {
+namespace fe = protocol::fe;
+namespace be = protocol::be;
+using protocol::FrameHeader;
+
+namespace {
+
+// A statement name no server holds (SQL cannot create it unquoted, usher never does): a Bind of
+// it fails with 26000 and changes nothing else.
+constexpr std::string_view kMissingStatement = "\x01usher-missing";
+
+void appendU32(IoBuffer& out, uint32_t v) {
+  const uint8_t b[4] = {uint8_t(v >> 24), uint8_t(v >> 16), uint8_t(v >> 8), uint8_t(v)};
+  out.append(b, 4);
+}
+
+bool isRequest(OpKind k) {
+  return k == OpKind::Query || k == OpKind::FunctionCall;
+}
+
+std::string quotedName(std::string_view what, std::string_view name, std::string_view rest) {
+  std::string s(what);
+  s.append(" \"").append(name).append("\" ").append(rest);
+  return s;
+}
+
+}  // namespace
+
+// ---- OpQueue -------------------------------------------------------------------------------
+
+PendingOp& OpQueue::push() {
+  if (count_ == ring_.size()) {
+    std::vector<PendingOp> bigger(std::max<size_t>(8, ring_.size() * 2));
+    for (size_t i = 0; i < count_; ++i) bigger[i] = std::move(at(i));
+    ring_ = std::move(bigger);
+    head_ = 0;
+  }
+  PendingOp& op = ring_[(head_ + count_) % ring_.size()];
+  ++count_;
+  op.undo = OpUndo::None;
+  op.preparesOnServer = false;
+  op.deallocate = false;
+  op.sqlstate[0] = '\0';
+  op.segment = op.gen = 0;
+  op.stmt.reset();
+  op.text.clear();  // keeps its capacity
+  return op;
+}
+
+void OpQueue::pop() {
+  ring_[head_].stmt.reset();
+  head_ = (head_ + 1) % ring_.size();
+  --count_;
+}
+
+void OpQueue::popBack() {
+  back().stmt.reset();
+  --count_;
+}
+
+// ---- shared helpers ------------------------------------------------------------------------
+
+client::ClientSession& StatementRelay::client() {
+  return *server_.client();
+}
+
+ClientStatements& StatementRelay::names() {
+  return client().statements();
+}
+
+IoBuffer& StatementRelay::toServer() {
+  return server_.socket().out;
+}
+
+void StatementRelay::cutClientStream() {
+  auto& c = client();
+  auto& flow = c.outflow();
+  if (flow.ready == 0) return;
+  auto& in = c.socket().in;
+  toServer().append(in.readPtr(), flow.ready);
+  in.consume(flow.ready);
+  flow.ready = 0;
+}
+
+void StatementRelay::cutServerStream() {
+  auto& flow = server_.outflow();
+  if (flow.ready == 0 || !server_.client()) return;
+  auto& in = server_.socket().in;
+  client().socket().out.append(in.readPtr(), flow.ready);
+  in.consume(flow.ready);
+  flow.ready = 0;
+}
+
+void StatementRelay::discardClientMessage(size_t frameSize) {
+  cutClientStream();
+  auto& c = client();
+  auto& in = c.socket().in;
+  size_t now = std::min(frameSize, in.readable());
+  in.consume(now);
+  c.setDiscard(frameSize - now);
+}
+
+PendingOp& StatementRelay::queue(OpKind kind, OpSource source) {
+  PendingOp& op = ops_.push();
+  op.kind = kind;
+  op.source = source;
+  op.segment = segment_;
+  return op;
+}
+
+void StatementRelay::settleSkipped() {
+  while (skipping_ && !ops_.empty()) {
+    PendingOp& op = ops_.back();
+    if (isRequest(op.kind)) client().forgetRequest();
+    undo(op);
+    ops_.popBack();
+  }
+}
+
+// ---- client → server -----------------------------------------------------------------------
+
+StatementRelay::Step StatementRelay::onClientMessage(client::ClientSession& c,
+                                                     const FrameHeader& h) {
+  auto& in = c.socket().in;
+  size_t avail = in.readable() - c.outflow().ready;
+  const char* at = reinterpret_cast<const char*>(in.readPtr()) + c.outflow().ready;
+  bool whole = avail >= h.frameSize();
+  std::string_view payload(at + 5, whole ? h.payloadSize() : avail - 5);
+  Step step = Step::Forward;
+  switch (h.tag) {
+    case fe::kQuery:
+      step = onQuery(h, payload, whole);
+      break;
+    case fe::kParse:
+      step = whole ? onParse(h, payload) : Step::NeedMore;
+      break;
+    case fe::kBind:
+      step = onBind(h, payload);
+      break;
+    case fe::kDescribe:
+      step = whole ? onDescribe(h, payload) : Step::NeedMore;
+      break;
+    case fe::kClose:
+      step = whole ? onClose(h, payload) : Step::NeedMore;
+      break;
+    case fe::kExecute:
+      queue(OpKind::Execute, OpSource::Client);
+      break;
+    case fe::kSync:
+      queue(OpKind::Sync, OpSource::Client);
+      ++segment_;
+      skipping_ = false;  // the server stops discarding at this Sync
+      break;
+    case fe::kFunctionCall:
+      queue(OpKind::FunctionCall, OpSource::Client);
+      break;
+    default:
+      break;  // Flush, CopyData/CopyDone/CopyFail: no reply of their own
+  }
+  if (step != Step::NeedMore) settleSkipped();
+  return step;
+}
+
+StatementRelay::Step StatementRelay::onQuery(const FrameHeader& h, std::string_view payload,
+                                             bool whole) {
+  // A simple query drops the unnamed statement, in PostgreSQL and so here.
+  unnamedGen_ = 0;
+  auto& c = client();
+  if (auto* n = c.statementsIfAny()) n->unnamedGen = 0;
+  // DEALLOCATE of a protocol-level name: the statement is shared on the server, so only the
+  // client's name goes; the server runs an empty query in its place for the transaction status.
+  size_t first = 0;
+  while (first < payload.size() && (payload[first] == ' ' || payload[first] == '\n' ||
+                                    payload[first] == '\t' || payload[first] == '\r'))
+    ++first;
+  bool maybeDeallocate = first < payload.size() && (payload[first] | 0x20) == 'd';
+  if (maybeDeallocate && !whole && h.payloadSize() <= 1024) return Step::NeedMore;
+  if (maybeDeallocate && whole && c.statementsIfAny()) {
+    std::string_view sql(payload.data(), payload.size() ? payload.size() - 1 : 0);
+    auto& n = names();
+    auto it = n.named.end();
+    if (parseDeallocate(sql, deallocName_)) it = n.named.find(deallocName_);
+    if (it != n.named.end()) {
+      n.named.erase(it);
+      discardClientMessage(h.frameSize());
+      protocol::writeQuery(toServer(), "");
+      queue(OpKind::Query, OpSource::Client).deallocate = true;
+      return Step::Consumed;
+    }
+  }
+  queue(OpKind::Query, OpSource::Client);
+  return Step::Forward;
+}
+
+StatementRelay::Step StatementRelay::onParse(const FrameHeader& h, std::string_view payload) {
+  ParseMessage m;
+  if (!parseParse(payload, m)) return Step::Forward;  // the server reports what is wrong
+  auto& n = names();
+  if (m.name.empty()) {
+    // Forwarded as it is; remembered so a Bind after a Sync can re-parse it on another server.
+    uint64_t gen = server_.worker().nextId();
+    n.unnamedBody.assign(m.body);
+    n.unnamedGen = unnamedGen_ = gen;
+    auto& op = queue(OpKind::Parse, OpSource::Client);
+    op.undo = OpUndo::ForgetUnnamed;
+    op.gen = gen;
+    return Step::Forward;
+  }
+  if (n.find(m.name)) {
+    fail("42P05", quotedName("prepared statement", m.name, "already exists"));
+    discardClientMessage(h.frameSize());
+    return Step::Consumed;
+  }
+  StmtRef stmt = server_.pool().statements.intern(m.body);
+  n.named.emplace(std::string(m.name), stmt);
+  auto it = onServer_.find(stmt.get());
+  if (it != onServer_.end() && (it->second.confirmed || it->second.segment == segment_)) {
+    it->second.lastUse = ++useClock_;
+    auto& op = queue(OpKind::Parse, OpSource::Synthesized);
+    op.undo = OpUndo::ForgetNamed;
+    op.text.assign(m.name);
+    op.stmt = stmt;
+  } else {
+    sendPrepare(stmt, OpSource::Client);
+    auto& op = ops_.back();
+    op.undo = OpUndo::ForgetNamed;
+    op.text.assign(m.name);
+  }
+  discardClientMessage(h.frameSize());
+  return Step::Consumed;
+}
+
+StatementRelay::Step StatementRelay::onBind(const FrameHeader& h, std::string_view available) {
+  BindPrefix b;
+  if (!parseBindPrefix(available, b)) {
+    bool whole = available.size() == h.payloadSize();
+    return whole ? Step::Forward : Step::NeedMore;
+  }
+  if (b.statement.empty()) {
+    if (!ensureUnnamed()) {
+      fail("26000", "unnamed prepared statement does not exist");
+      discardClientMessage(h.frameSize());
+      return Step::Consumed;
+    }
+    queue(OpKind::Bind, OpSource::Client);
+    return Step::Forward;
+  }
+  const StmtRef* found = names().find(b.statement);
+  if (!found) {
+    fail("26000", quotedName("prepared statement", b.statement, "does not exist"));
+    discardClientMessage(h.frameSize());
+    return Step::Consumed;
+  }
+  StmtRef stmt = *found;
+  ensureOnServer(stmt);
+  cutClientStream();
+  // The Bind goes out under the server's name: a new header and names from usher, then the rest
+  // of the client's message (parameters) forwarded as it arrives, however large.
+  auto& out = toServer();
+  const std::string& serverName = stmt->serverName();
+  out.append(&h.tag, 1);
+  appendU32(out, uint32_t(h.length - b.statement.size() + serverName.size()));
+  out.append(b.portal.data(), b.portal.size() + 1);  // with its NUL
+  out.append(serverName.data(), serverName.size() + 1);
+  auto& c = client();
+  auto& in = c.socket().in;
+  in.consume(5 + b.prefixSize);
+  size_t rest = h.frameSize() - 5 - b.prefixSize;
+  size_t have = std::min(rest, in.readable());
+  c.outflow().ready += have;
+  c.outflow().passthrough = uint32_t(rest - have);
+  queue(OpKind::Bind, OpSource::Client).stmt = std::move(stmt);
+  return Step::Consumed;
+}
+
+StatementRelay::Step StatementRelay::onDescribe(const FrameHeader& h, std::string_view payload) {
+  TargetMessage t;
+  if (!parseTarget(payload, t)) return Step::Forward;
+  if (t.kind == 'P') {
+    queue(OpKind::DescribePortal, OpSource::Client);
+    return Step::Forward;
+  }
+  if (t.name.empty()) {
+    if (!ensureUnnamed()) {
+      fail("26000", "unnamed prepared statement does not exist");
+      discardClientMessage(h.frameSize());
+      return Step::Consumed;
+    }
+    queue(OpKind::DescribeStatement, OpSource::Client);
+    return Step::Forward;
+  }
+  const StmtRef* found = names().find(t.name);
+  if (!found) {
+    fail("26000", quotedName("prepared statement", t.name, "does not exist"));
+    discardClientMessage(h.frameSize());
+    return Step::Consumed;
+  }
+  StmtRef stmt = *found;
+  ensureOnServer(stmt);
+  discardClientMessage(h.frameSize());
+  protocol::MessageWriter(toServer()).begin(fe::kDescribe).u8('S').cstr(stmt->serverName()).end();
+  queue(OpKind::DescribeStatement, OpSource::Client).stmt = std::move(stmt);
+  return Step::Consumed;
+}
+
+StatementRelay::Step StatementRelay::onClose(const FrameHeader& h, std::string_view payload) {
+  TargetMessage t;
+  if (!parseTarget(payload, t)) return Step::Forward;
+  if (t.kind == 'P') {
+    queue(OpKind::Close, OpSource::Client);
+    return Step::Forward;
+  }
+  // Statements stay prepared on the server for whoever uses them next; the client's name goes.
+  // Closing a name that does not exist is no error in PostgreSQL either.
+  auto& n = names();
+  auto& op = queue(OpKind::Close, OpSource::Synthesized);
+  if (t.name.empty()) {
+    if (n.unnamedGen != 0) {
+      op.undo = OpUndo::RestoreUnnamed;
+      op.gen = std::exchange(n.unnamedGen, 0);
+    }
+  } else if (auto it = n.named.find(t.name); it != n.named.end()) {
+    op.undo = OpUndo::RestoreNamed;
+    op.text.assign(t.name);
+    op.stmt = std::move(it->second);
+    n.named.erase(it);
+  }
+  discardClientMessage(h.frameSize());
+  return Step::Consumed;
+}
+
+bool StatementRelay::ensureUnnamed() {
+  auto* n = client().statementsIfAny();
+  if (!n || n->unnamedGen == 0) return false;
+  if (unnamedGen_ == n->unnamedGen) return true;
+  // The client's unnamed statement was parsed on another server (before a Sync that released
+  // it): parse it here too, so its Bind never meets another client's unnamed statement.
+  cutClientStream();
+  protocol::MessageWriter(toServer()).begin(fe::kParse).cstr("").raw(n->unnamedBody).end();
+  queue(OpKind::Parse, OpSource::Injected);
+  unnamedGen_ = n->unnamedGen;
+  return true;
+}
+
+void StatementRelay::ensureOnServer(const StmtRef& stmt) {
+  auto it = onServer_.find(stmt.get());
+  // A Parse sent earlier in this Sync segment counts: if it fails, the server skips what follows.
+  if (it != onServer_.end() && (it->second.confirmed || it->second.segment == segment_)) {
+    it->second.lastUse = ++useClock_;
+    return;
+  }
+  sendPrepare(stmt, OpSource::Injected);
+}
+
+void StatementRelay::sendPrepare(const StmtRef& stmt, OpSource source) {
+  cutClientStream();
+  auto& out = toServer();
+  // Close first: a Parse whose fate is not known yet (or a DEALLOCATE usher did not see) may have
+  // left the name behind, and a Parse of an existing name fails. Closing a missing name is fine.
+  protocol::MessageWriter(out).begin(fe::kClose).u8('S').cstr(stmt->serverName()).end();
+  queue(OpKind::Close, OpSource::Injected);
+  protocol::MessageWriter(out).begin(fe::kParse).cstr(stmt->serverName()).raw(stmt->body()).end();
+  auto& op = queue(OpKind::Parse, source);
+  op.preparesOnServer = true;
+  op.stmt = stmt;
+  auto& entry = onServer_[stmt.get()];
+  entry.stmt = stmt;
+  entry.segment = segment_;
+  entry.confirmed = false;
+  entry.lastUse = ++useClock_;
+  ++server_.pool().stats.serverParses;
+  evictIfFull(stmt.get());
+}
+
+void StatementRelay::evictIfFull(const Statement* keep) {
+  size_t limit = size_t(std::max(1, server_.worker().config().maxPreparedStatements));
+  while (onServer_.size() > limit) {
+    auto victim = onServer_.end();
+    for (auto it = onServer_.begin(); it != onServer_.end(); ++it) {
+      if (it->first == keep) continue;
+      if (victim == onServer_.end() || it->second.lastUse < victim->second.lastUse) victim = it;
+    }
+    if (victim == onServer_.end()) return;
+    // Messages already sent that use it run first: the server processes them in order.
+    protocol::MessageWriter(toServer())
+        .begin(fe::kClose)
+        .u8('S')
+        .cstr(victim->second.stmt->serverName())
+        .end();
+    queue(OpKind::Close, OpSource::Injected);
+    onServer_.erase(victim);
+  }
+}
+
+void StatementRelay::fail(std::string_view sqlstate, std::string message) {
+  cutClientStream();
+  protocol::MessageWriter(toServer())
+      .begin(fe::kBind)
+      .cstr("")
+      .cstr(kMissingStatement)
+      .i16(0)
+      .i16(0)
+      .i16(0)
+      .end();
+  auto& op = queue(OpKind::Bind, OpSource::Failing);
+  std::copy_n(sqlstate.data(), std::min<size_t>(5, sqlstate.size()), op.sqlstate);
+  op.sqlstate[std::min<size_t>(5, sqlstate.size())] = '\0';
+  op.text = std::move(message);
+}
+
+bool StatementRelay::emitDue() {
+  bool wrote = false;
+  if (!server_.client()) return false;
+  while (!ops_.empty() && ops_.front().source == OpSource::Synthesized) {
+    if (server_.outflow().passthrough) break;  // in the middle of a message to the client
+    writeSynthesized(ops_.front());
+    ops_.pop();
+    wrote = true;
+  }
+  return wrote;
+}
+
+void StatementRelay::writeSynthesized(const PendingOp& op) {
+  cutServerStream();
+  char tag = op.kind == OpKind::Parse ? be::kParseComplete : be::kCloseComplete;
+  protocol::MessageWriter(client().socket().out).begin(tag).end();
+}
+
+// ---- server → client -----------------------------------------------------------------------
+
+bool StatementRelay::wantsWhole(char tag) {
+  switch (tag) {
+    case be::kParseComplete:
+    case be::kBindComplete:
+    case be::kCloseComplete:
+    case be::kCommandComplete:
+    case be::kEmptyQueryResponse:
+    case be::kErrorResponse:
+      return true;
+    default:
+      return false;
+  }
+}
+
+StatementRelay::Reply StatementRelay::onServerMessage(char tag, std::string_view payload) {
+  if (ops_.empty()) return Reply::Forward;  // asynchronous messages
+  PendingOp& op = ops_.front();
+  switch (tag) {
+    case be::kParseComplete:
+      return op.kind == OpKind::Parse ? succeed() : Reply::Forward;
+    case be::kBindComplete:
+      return op.kind == OpKind::Bind ? succeed() : Reply::Forward;
+    case be::kCloseComplete:
+      return op.kind == OpKind::Close ? succeed() : Reply::Forward;
+    case be::kNoData:
+    case be::kRowDescription:
+      if (op.kind == OpKind::DescribeStatement || op.kind == OpKind::DescribePortal)
+        return succeed();
+      return Reply::Forward;
+    case be::kCommandComplete: {
+      std::string_view command(payload.data(), payload.empty() ? 0 : payload.size() - 1);
+      if (command == "DEALLOCATE ALL" || command == "DISCARD ALL") {
+        // Every statement of the session is gone, the shared ones included.
+        forgetServerStatements();
+        if (auto* n = client().statementsIfAny()) n->named.clear();
+      } else if (command == "PREPARE") {
+        sqlPrepared_ = true;
+      }
+      return op.kind == OpKind::Execute ? succeed() : Reply::Forward;
+    }
+    case be::kEmptyQueryResponse:
+      if (op.kind == OpKind::Execute) return succeed();
+      if (op.kind == OpKind::Query && op.deallocate) {
+        cutServerStream();
+        protocol::MessageWriter(client().socket().out)
+            .begin(be::kCommandComplete)
+            .cstr("DEALLOCATE")
+            .end();
+        return Reply::Replace;
+      }
+      return Reply::Forward;
+    case be::kPortalSuspended:
+      return op.kind == OpKind::Execute ? succeed() : Reply::Forward;
+    case be::kErrorResponse:
+      return failed(payload);
+    case be::kReadyForQuery:
+      // Ends a Sync, Query or FunctionCall; what was before it has been answered or skipped.
+      while (!ops_.empty()) {
+        OpKind k = ops_.front().kind;
+        ops_.pop();
+        if (k == OpKind::Sync || isRequest(k)) break;
+      }
+      return Reply::Forward;
+    default:
+      return Reply::Forward;
+  }
+}
+
+StatementRelay::Reply StatementRelay::succeed() {
+  PendingOp& op = ops_.front();
+  if (op.preparesOnServer) {
+    auto it = onServer_.find(op.stmt.get());
+    if (it != onServer_.end() && it->second.segment == op.segment) it->second.confirmed = true;
+  }
+  Reply r = op.source == OpSource::Client ? Reply::Forward : Reply::Drop;
+  ops_.pop();
+  return r;
+}
+
+StatementRelay::Reply StatementRelay::failed(std::string_view payload) {
+  PendingOp& op = ops_.front();
+  // Errors of simple queries, function calls and a failing commit at Sync end with their
+  // ReadyForQuery; nothing is skipped.
+  if (isRequest(op.kind) || op.kind == OpKind::Sync) return Reply::Forward;
+  auto f = protocol::parseErrorFields(payload);
+  Reply r = Reply::Forward;
+  auto replaceWith = [&](std::string_view sqlstate, std::string_view message) {
+    cutServerStream();
+    protocol::writeErrorResponse(client().socket().out, "ERROR", sqlstate, message);
+    r = Reply::Replace;
+  };
+  if (op.source == OpSource::Failing) {
+    // In an aborted transaction the server says 25P02 first, as PostgreSQL would to the client.
+    if (f.sqlstate == "26000") replaceWith(op.sqlstate, op.text);
+  } else if (op.stmt && f.sqlstate == "26000") {
+    // The server lost usher's statement (a DEALLOCATE of usher's name): never show that name;
+    // prepare it again next time.
+    onServer_.erase(op.stmt.get());
+    std::string_view name;
+    if (auto* n = client().statementsIfAny()) name = n->nameOf(op.stmt.get());
+    replaceWith("26000", quotedName("prepared statement", name, "does not exist"));
+  } else if (op.stmt && f.sqlstate == "0A000" &&
+             f.message.starts_with("cached plan must not change result type")) {
+    // The client sees PostgreSQL's error once; a Parse of the same SQL then gets a fresh plan.
+    server_.pool().statements.retire(*op.stmt.get());
+    onServer_.erase(op.stmt.get());
+  }
+  // The server now skips to the next Sync: undo what it will not do, newest first.
+  size_t skipped = 1;
+  while (skipped < ops_.size() && ops_.at(skipped).kind != OpKind::Sync) ++skipped;
+  for (size_t i = skipped; i-- > 0;) {
+    PendingOp& s = ops_.at(i);
+    if (isRequest(s.kind)) client().forgetRequest();
+    undo(s);
+  }
+  for (size_t i = 0; i < skipped; ++i) ops_.pop();
+  if (ops_.empty()) skipping_ = true;  // the Sync is still to come from the client
+  return r;
+}
+
+void StatementRelay::undo(PendingOp& op) {
+  if (op.preparesOnServer) {
+    auto it = onServer_.find(op.stmt.get());
+    if (it != onServer_.end() && !it->second.confirmed && it->second.segment == op.segment)
+      onServer_.erase(it);
+  }
+  if (op.undo == OpUndo::ForgetUnnamed && unnamedGen_ == op.gen) unnamedGen_ = 0;
+  auto* n = server_.client() ? client().statementsIfAny() : nullptr;
+  if (!n) return;
+  switch (op.undo) {
+    case OpUndo::None:
+      break;
+    case OpUndo::ForgetNamed: {
+      auto it = n->named.find(op.text);
+      if (it != n->named.end() && it->second.get() == op.stmt.get()) n->named.erase(it);
+      break;
+    }
+    case OpUndo::RestoreNamed:
+      n->named.try_emplace(op.text, op.stmt);
+      break;
+    case OpUndo::ForgetUnnamed:
+      if (n->unnamedGen == op.gen) n->unnamedGen = 0;
+      break;
+    case OpUndo::RestoreUnnamed:
+      if (n->unnamedGen == 0) n->unnamedGen = op.gen;
+      break;
+  }
+}
+
+// ---- link lifecycle ------------------------------------------------------------------------
+
+void StatementRelay::unlinked() {
+  ops_.clear();
+  skipping_ = false;
+}
+
+void StatementRelay::forgetServerStatements() {
+  onServer_.clear();
+  unnamedGen_ = 0;
+}
+
+}  // namespace usher::pool
