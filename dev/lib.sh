@@ -12,6 +12,11 @@ USHER_PACKAGES=(
   # integration tests and the demo
   python3 python3-psycopg python3-psycopg2 python3-asyncpg python3-pytest python3-yaml
   netcat-openbsd util-linux passwd curl
+  # prepared-statement driver tests (tests/integration/test_prepared_drivers.py): PgJDBC run with
+  # Java's source launcher, and Node.js for node-postgres and postgres.js (installed from the npm
+  # registry by the test). npm itself comes with the machine's Node.js build: Debian's separate
+  # `npm` package conflicts with it, so it is not listed.
+  default-jdk-headless libpostgresql-jdbc-java nodejs
   # deployment tests: `docker-compose config` validates docker/*compose.yaml (no daemon needed)
   docker-compose
   # bench/load/run: syscalls (strace -c), instructions (perf stat, where the CPU exposes counters)
@@ -60,6 +65,13 @@ install_packages() {
   log "installing Debian packages: ${missing[*]}"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+}
+
+# npm for the node driver tests: part of NodeSource's nodejs, a separate package in Debian's.
+install_npm_if_missing() {
+  command -v npm >/dev/null 2>&1 && return 0
+  log "installing Debian's npm (this nodejs has none)"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends npm
 }
 
 # The OS user that runs PostgreSQL: usher-test when we are root (initdb refuses root), else us.

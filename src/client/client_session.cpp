@@ -638,7 +638,7 @@ void ClientSession::processMessages() {
     }
     auto step = pool::StatementRelay::Step::Forward;
     if (server_->relayActive()) {
-      step = server_->relay().onClientMessage(*this, h);
+      step = server_->relay().onClientMessage(h);
       if (step == pool::StatementRelay::Step::NeedMore) {
         in.ensureWritable(h.frameSize() - avail);
         break;

@@ -139,6 +139,57 @@ bool takeIdentifier(std::string_view& s, std::string& out) {
 
 }  // namespace
 
+size_t statementEnd(std::string_view sql, size_t i) {
+  while (i < sql.size()) {
+    char c = sql[i];
+    if (c == ';') return i;
+    if (c == '\'' || c == '"') {  // quoted literal or identifier; a doubled quote stays inside
+      for (++i; i < sql.size(); ++i) {
+        if (sql[i] != c) continue;
+        if (i + 1 < sql.size() && sql[i + 1] == c) {
+          ++i;
+          continue;
+        }
+        break;
+      }
+      ++i;
+    } else if (c == '-' && i + 1 < sql.size() && sql[i + 1] == '-') {
+      size_t nl = sql.find('\n', i);
+      i = nl == std::string_view::npos ? sql.size() : nl + 1;
+    } else if (c == '/' && i + 1 < sql.size() && sql[i + 1] == '*') {
+      int depth = 1;  // PostgreSQL's block comments nest
+      for (i += 2; i < sql.size() && depth > 0; ++i) {
+        if (sql.compare(i, 2, "/*") == 0) {
+          ++depth;
+          ++i;
+        } else if (sql.compare(i, 2, "*/") == 0) {
+          --depth;
+          ++i;
+        }
+      }
+    } else if (c == '$' && (i == 0 || !(std::isalnum(static_cast<unsigned char>(sql[i - 1])) ||
+                                        sql[i - 1] == '_'))) {
+      // $tag$ ... $tag$ (a tag is empty or an identifier); $1 is a parameter.
+      size_t close = i + 1;
+      while (close < sql.size() &&
+             (std::isalnum(static_cast<unsigned char>(sql[close])) || sql[close] == '_'))
+        ++close;
+      bool tag = close < sql.size() && sql[close] == '$' &&
+                 (close == i + 1 || !std::isdigit(static_cast<unsigned char>(sql[i + 1])));
+      if (!tag) {
+        i = close;
+        continue;
+      }
+      std::string_view delim = sql.substr(i, close - i + 1);
+      size_t endTag = sql.find(delim, close + 1);
+      i = endTag == std::string_view::npos ? sql.size() : endTag + delim.size();
+    } else {
+      ++i;
+    }
+  }
+  return sql.size();
+}
+
 bool parseDeallocate(std::string_view sql, std::string& name) {
   skipSpace(sql);
   if (!takeKeyword(sql, "deallocate")) return false;

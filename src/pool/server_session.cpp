@@ -88,7 +88,11 @@ const char* toString(ServerState s) {
 }
 
 ServerSession::ServerSession(net::Worker& worker, Pool& pool, uint64_t id)
-    : worker_(worker), pool_(pool), id_(id), sock_(worker.loop(), *this) {
+    : worker_(worker),
+      pool_(pool),
+      id_(id),
+      sock_(worker.loop(), *this),
+      relay_({&sock_.in, &toClient_, &sock_.out, &pool.statements, &pool.stats.serverParses}) {
   createdAtMs_ = lastUsedMs_ = stateSinceMs_ = worker.nowMs();
 }
 
@@ -393,6 +397,7 @@ void ServerSession::link(client::ClientSession& client) {
   lastUsedMs_ = worker_.nowMs();
   toClient_ = {};
   mapsStatements_ = pool_.mapsStatements();
+  if (mapsStatements_) relay_.attach(client.relayView(), worker_.config().maxPreparedStatements);
   // Give the server the client's view of every tracked parameter. set_config() takes list values
   // (search_path) as PostgreSQL parses them, unlike SET with one quoted literal.
   std::string sql;  // stays empty (no allocation) when the server already matches

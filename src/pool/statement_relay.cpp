@@ -4,10 +4,8 @@
 
 #include <algorithm>
 
-#include "usher/client/client_session.h"
-#include "usher/net/worker.h"
-#include "usher/pool/pool.h"
-#include "usher/pool/server_session.h"
+#include "usher/base/byte_reader.h"
+
 #include "usher/protocol/error_fields.h"
 #include "usher/protocol/tags.h"
 #include "usher/protocol/writer.h"
@@ -32,6 +30,37 @@ bool isRequest(OpKind k) {
   return k == OpKind::Query || k == OpKind::FunctionCall;
 }
 
+// Writes the ErrorResponse `payload` to `out` with every `"from"` in its fields read `"to"`.
+void writeRenamedError(IoBuffer& out, std::string_view payload, std::string_view from,
+                       std::string_view to) {
+  std::string quotedFrom = "\"" + std::string(from) + "\"";
+  std::string quotedTo = "\"" + std::string(to) + "\"";
+  protocol::MessageWriter w(out);
+  w.begin(be::kErrorResponse);
+  ByteReader r(payload);
+  while (r.remaining() > 1) {
+    uint8_t code = r.u8();
+    std::string field(r.cstr());
+    for (size_t at = field.find(quotedFrom); at != std::string::npos;
+         at = field.find(quotedFrom, at + quotedTo.size()))
+      field.replace(at, quotedFrom.size(), quotedTo);
+    w.u8(code).cstr(field);
+  }
+  w.u8(0).end();
+}
+
+// Whether a query may contain DEALLOCATE (ASCII, any case): a cheap filter before parsing.
+bool mentionsDeallocate(std::string_view sql) {
+  constexpr std::string_view kWord = "deallocate";
+  for (size_t i = 0; i + kWord.size() <= sql.size(); ++i) {
+    if ((sql[i] | 0x20) != 'd') continue;
+    size_t k = 1;
+    while (k < kWord.size() && (sql[i + k] | 0x20) == kWord[k]) ++k;
+    if (k == kWord.size()) return true;
+  }
+  return false;
+}
+
 std::string quotedName(std::string_view what, std::string_view name, std::string_view rest) {
   std::string s(what);
   s.append(" \"").append(name).append("\" ").append(rest);
@@ -54,6 +83,7 @@ PendingOp& OpQueue::push() {
   op.undo = OpUndo::None;
   op.preparesOnServer = false;
   op.deallocate = false;
+  op.ignored = false;
   op.sqlstate[0] = '\0';
   op.segment = op.gen = 0;
   op.stmt.reset();
@@ -74,44 +104,36 @@ void OpQueue::popBack() {
 
 // ---- shared helpers ------------------------------------------------------------------------
 
-client::ClientSession& StatementRelay::client() {
-  return *server_.client();
-}
-
 ClientStatements& StatementRelay::names() {
-  return client().statements();
-}
-
-IoBuffer& StatementRelay::toServer() {
-  return server_.socket().out;
+  auto& p = *client_.statements;
+  if (!p) p = std::make_unique<ClientStatements>();
+  return *p;
 }
 
 void StatementRelay::cutClientStream() {
-  auto& c = client();
-  auto& flow = c.outflow();
+  auto& flow = *client_.toServer;
   if (flow.ready == 0) return;
-  auto& in = c.socket().in;
+  auto& in = *client_.in;
   toServer().append(in.readPtr(), flow.ready);
   in.consume(flow.ready);
   flow.ready = 0;
 }
 
 void StatementRelay::cutServerStream() {
-  auto& flow = server_.outflow();
-  if (flow.ready == 0 || !server_.client()) return;
-  auto& in = server_.socket().in;
-  client().socket().out.append(in.readPtr(), flow.ready);
+  auto& flow = *server_.toClient;
+  if (flow.ready == 0 || !attached()) return;
+  auto& in = *server_.in;
+  client_.out->append(in.readPtr(), flow.ready);
   in.consume(flow.ready);
   flow.ready = 0;
 }
 
 void StatementRelay::discardClientMessage(size_t frameSize) {
   cutClientStream();
-  auto& c = client();
-  auto& in = c.socket().in;
+  auto& in = *client_.in;
   size_t now = std::min(frameSize, in.readable());
   in.consume(now);
-  c.setDiscard(frameSize - now);
+  *client_.discard = frameSize - now;
 }
 
 PendingOp& StatementRelay::queue(OpKind kind, OpSource source) {
@@ -125,7 +147,7 @@ PendingOp& StatementRelay::queue(OpKind kind, OpSource source) {
 void StatementRelay::settleSkipped() {
   while (skipping_ && !ops_.empty()) {
     PendingOp& op = ops_.back();
-    if (isRequest(op.kind)) client().forgetRequest();
+    if (isRequest(op.kind)) forgetRequest();
     undo(op);
     ops_.popBack();
   }
@@ -133,11 +155,11 @@ void StatementRelay::settleSkipped() {
 
 // ---- client → server -----------------------------------------------------------------------
 
-StatementRelay::Step StatementRelay::onClientMessage(client::ClientSession& c,
-                                                     const FrameHeader& h) {
-  auto& in = c.socket().in;
-  size_t avail = in.readable() - c.outflow().ready;
-  const char* at = reinterpret_cast<const char*>(in.readPtr()) + c.outflow().ready;
+StatementRelay::Step StatementRelay::onClientMessage(const FrameHeader& h) {
+  auto& in = *client_.in;
+  size_t ready = client_.toServer->ready;
+  size_t avail = in.readable() - ready;
+  const char* at = reinterpret_cast<const char*>(in.readPtr()) + ready;
   bool whole = avail >= h.frameSize();
   std::string_view payload(at + 5, whole ? h.payloadSize() : avail - 5);
   Step step = Step::Forward;
@@ -157,9 +179,15 @@ StatementRelay::Step StatementRelay::onClientMessage(client::ClientSession& c,
     case fe::kClose:
       step = whole ? onClose(h, payload) : Step::NeedMore;
       break;
-    case fe::kExecute:
-      queue(OpKind::Execute, OpSource::Client);
+    case fe::kExecute: {
+      auto& op = queue(OpKind::Execute, OpSource::Client);
+      if (!deallocPending_.empty()) {
+        op.deallocate = true;
+        if (auto* n = namesIfAny()) n->named.erase(deallocPending_);
+        deallocPending_.clear();
+      }
       break;
+    }
     case fe::kSync:
       queue(OpKind::Sync, OpSource::Client);
       ++segment_;
@@ -179,31 +207,41 @@ StatementRelay::Step StatementRelay::onQuery(const FrameHeader& h, std::string_v
                                              bool whole) {
   // A simple query drops the unnamed statement, in PostgreSQL and so here.
   unnamedGen_ = 0;
-  auto& c = client();
-  if (auto* n = c.statementsIfAny()) n->unnamedGen = 0;
-  // DEALLOCATE of a protocol-level name: the statement is shared on the server, so only the
-  // client's name goes; the server runs an empty query in its place for the transaction status.
-  size_t first = 0;
-  while (first < payload.size() && (payload[first] == ' ' || payload[first] == '\n' ||
-                                    payload[first] == '\t' || payload[first] == '\r'))
-    ++first;
-  bool maybeDeallocate = first < payload.size() && (payload[first] | 0x20) == 'd';
-  if (maybeDeallocate && !whole && h.payloadSize() <= 1024) return Step::NeedMore;
-  if (maybeDeallocate && whole && c.statementsIfAny()) {
-    std::string_view sql(payload.data(), payload.size() ? payload.size() - 1 : 0);
-    auto& n = names();
-    auto it = n.named.end();
-    if (parseDeallocate(sql, deallocName_)) it = n.named.find(deallocName_);
-    if (it != n.named.end()) {
-      n.named.erase(it);
-      discardClientMessage(h.frameSize());
-      protocol::writeQuery(toServer(), "");
-      queue(OpKind::Query, OpSource::Client).deallocate = true;
-      return Step::Consumed;
-    }
+  auto* n = namesIfAny();
+  if (n) n->unnamedGen = 0;
+  if (!n || n->named.empty() || !mentionsDeallocate(payload)) {
+    queue(OpKind::Query, OpSource::Client);
+    return Step::Forward;
   }
+  if (!whole) return h.payloadSize() <= 64 * 1024 ? Step::NeedMore : Step::Forward;
+  // DEALLOCATE of a protocol-level name: the client's name goes, and the server deallocates
+  // usher's statement instead (prepared here first if need be), which gives the client the same
+  // command tag, and the same 25P02 in a failed transaction, as PostgreSQL.
+  std::string_view sql(payload.data(), payload.empty() ? 0 : payload.size() - 1);
+  std::string rewritten;
+  std::vector<StmtRef> dropped;
+  size_t copied = 0;
+  forEachStatement(sql, [&](size_t offset, size_t length) {
+    if (!parseDeallocate(sql.substr(offset, length), deallocName_)) return;
+    auto it = n->named.find(deallocName_);
+    if (it == n->named.end()) return;
+    rewritten.append(sql.substr(copied, offset - copied));
+    rewritten.append(" DEALLOCATE ").append(it->second->serverName());
+    copied = offset + length;
+    dropped.push_back(std::move(it->second));
+    n->named.erase(it);
+  });
+  if (dropped.empty()) {
+    queue(OpKind::Query, OpSource::Client);
+    return Step::Forward;
+  }
+  rewritten.append(sql.substr(copied));
+  for (const auto& stmt : dropped) ensureOnServer(stmt);
+  discardClientMessage(h.frameSize());
+  protocol::writeQuery(toServer(), rewritten);
+  for (const auto& stmt : dropped) onServer_.erase(stmt.get());
   queue(OpKind::Query, OpSource::Client);
-  return Step::Forward;
+  return Step::Consumed;
 }
 
 StatementRelay::Step StatementRelay::onParse(const FrameHeader& h, std::string_view payload) {
@@ -212,12 +250,24 @@ StatementRelay::Step StatementRelay::onParse(const FrameHeader& h, std::string_v
   auto& n = names();
   if (m.name.empty()) {
     // Forwarded as it is; remembered so a Bind after a Sync can re-parse it on another server.
-    uint64_t gen = server_.worker().nextId();
-    n.unnamedBody.assign(m.body);
+    uint64_t gen = server_.registry->nextGeneration();
     n.unnamedGen = unnamedGen_ = gen;
     auto& op = queue(OpKind::Parse, OpSource::Client);
     op.undo = OpUndo::ForgetUnnamed;
     op.gen = gen;
+    // DEALLOCATE of a client's name through the extended protocol (PQexecParams): as for a
+    // simple query, the server runs an empty statement and the client's name goes at Execute.
+    std::string_view sql = m.body.substr(0, m.body.find('\0'));
+    deallocPending_.clear();
+    if (!sql.empty() && (sql[0] | 0x20) == 'd' && parseDeallocate(sql, deallocName_) &&
+        n.find(deallocName_)) {
+      deallocPending_ = deallocName_;
+      n.unnamedBody.assign(m.body.substr(sql.size()));  // "" and the parameter types
+      discardClientMessage(h.frameSize());
+      protocol::MessageWriter(toServer()).begin(fe::kParse).cstr("").raw(n.unnamedBody).end();
+      return Step::Consumed;
+    }
+    n.unnamedBody.assign(m.body);
     return Step::Forward;
   }
   if (n.find(m.name)) {
@@ -225,21 +275,25 @@ StatementRelay::Step StatementRelay::onParse(const FrameHeader& h, std::string_v
     discardClientMessage(h.frameSize());
     return Step::Consumed;
   }
-  StmtRef stmt = server_.pool().statements.intern(m.body);
+  StmtRef stmt = server_.registry->intern(m.body);
   n.named.emplace(std::string(m.name), stmt);
   auto it = onServer_.find(stmt.get());
   if (it != onServer_.end() && (it->second.confirmed || it->second.segment == segment_)) {
+    // Already prepared here. The server still answers this Parse, as the unnamed statement:
+    // its reply is then exactly PostgreSQL's in every state (25P02 in a failed transaction,
+    // nothing while skipping to Sync, at once after a Flush), and it costs one parse per client
+    // and statement, not per execution.
     it->second.lastUse = ++useClock_;
-    auto& op = queue(OpKind::Parse, OpSource::Synthesized);
+    discardClientMessage(h.frameSize());
+    protocol::MessageWriter(toServer()).begin(fe::kParse).cstr("").raw(m.body).end();
+    unnamedGen_ = 0;
+    auto& op = queue(OpKind::Parse, OpSource::Client);
     op.undo = OpUndo::ForgetNamed;
     op.text.assign(m.name);
     op.stmt = stmt;
-  } else {
-    sendPrepare(stmt, OpSource::Client);
-    auto& op = ops_.back();
-    op.undo = OpUndo::ForgetNamed;
-    op.text.assign(m.name);
+    return Step::Consumed;
   }
+  sendPrepare(stmt, OpSource::Client, m.name);
   discardClientMessage(h.frameSize());
   return Step::Consumed;
 }
@@ -276,13 +330,12 @@ StatementRelay::Step StatementRelay::onBind(const FrameHeader& h, std::string_vi
   appendU32(out, uint32_t(h.length - b.statement.size() + serverName.size()));
   out.append(b.portal.data(), b.portal.size() + 1);  // with its NUL
   out.append(serverName.data(), serverName.size() + 1);
-  auto& c = client();
-  auto& in = c.socket().in;
+  auto& in = *client_.in;
   in.consume(5 + b.prefixSize);
   size_t rest = h.frameSize() - 5 - b.prefixSize;
   size_t have = std::min(rest, in.readable());
-  c.outflow().ready += have;
-  c.outflow().passthrough = uint32_t(rest - have);
+  client_.toServer->ready += have;
+  client_.toServer->passthrough = uint32_t(rest - have);
   queue(OpKind::Bind, OpSource::Client).stmt = std::move(stmt);
   return Step::Consumed;
 }
@@ -344,7 +397,7 @@ StatementRelay::Step StatementRelay::onClose(const FrameHeader& h, std::string_v
 }
 
 bool StatementRelay::ensureUnnamed() {
-  auto* n = client().statementsIfAny();
+  auto* n = namesIfAny();
   if (!n || n->unnamedGen == 0) return false;
   if (unnamedGen_ == n->unnamedGen) return true;
   // The client's unnamed statement was parsed on another server (before a Sync that released
@@ -366,7 +419,8 @@ void StatementRelay::ensureOnServer(const StmtRef& stmt) {
   sendPrepare(stmt, OpSource::Injected);
 }
 
-void StatementRelay::sendPrepare(const StmtRef& stmt, OpSource source) {
+void StatementRelay::sendPrepare(const StmtRef& stmt, OpSource source,
+                                 std::string_view clientName) {
   cutClientStream();
   auto& out = toServer();
   // Close first: a Parse whose fate is not known yet (or a DEALLOCATE usher did not see) may have
@@ -377,17 +431,21 @@ void StatementRelay::sendPrepare(const StmtRef& stmt, OpSource source) {
   auto& op = queue(OpKind::Parse, source);
   op.preparesOnServer = true;
   op.stmt = stmt;
+  if (!clientName.empty()) {  // the client's own Parse: its name exists only if this succeeds
+    op.undo = OpUndo::ForgetNamed;
+    op.text.assign(clientName);
+  }
   auto& entry = onServer_[stmt.get()];
   entry.stmt = stmt;
   entry.segment = segment_;
   entry.confirmed = false;
   entry.lastUse = ++useClock_;
-  ++server_.pool().stats.serverParses;
+  ++*server_.serverParses;
   evictIfFull(stmt.get());
 }
 
 void StatementRelay::evictIfFull(const Statement* keep) {
-  size_t limit = size_t(std::max(1, server_.worker().config().maxPreparedStatements));
+  size_t limit = size_t(std::max(1, maxPrepared_));
   while (onServer_.size() > limit) {
     auto victim = onServer_.end();
     for (auto it = onServer_.begin(); it != onServer_.end(); ++it) {
@@ -424,9 +482,9 @@ void StatementRelay::fail(std::string_view sqlstate, std::string message) {
 
 bool StatementRelay::emitDue() {
   bool wrote = false;
-  if (!server_.client()) return false;
+  if (!attached()) return false;
   while (!ops_.empty() && ops_.front().source == OpSource::Synthesized) {
-    if (server_.outflow().passthrough) break;  // in the middle of a message to the client
+    if (server_.toClient->passthrough) break;  // in the middle of a message to the client
     writeSynthesized(ops_.front());
     ops_.pop();
     wrote = true;
@@ -437,7 +495,7 @@ bool StatementRelay::emitDue() {
 void StatementRelay::writeSynthesized(const PendingOp& op) {
   cutServerStream();
   char tag = op.kind == OpKind::Parse ? be::kParseComplete : be::kCloseComplete;
-  protocol::MessageWriter(client().socket().out).begin(tag).end();
+  protocol::MessageWriter(*client_.out).begin(tag).end();
 }
 
 // ---- server → client -----------------------------------------------------------------------
@@ -476,33 +534,44 @@ StatementRelay::Reply StatementRelay::onServerMessage(char tag, std::string_view
       if (command == "DEALLOCATE ALL" || command == "DISCARD ALL") {
         // Every statement of the session is gone, the shared ones included.
         forgetServerStatements();
-        if (auto* n = client().statementsIfAny()) n->named.clear();
+        if (auto* n = namesIfAny()) n->named.clear();
       } else if (command == "PREPARE") {
         sqlPrepared_ = true;
       }
       return op.kind == OpKind::Execute ? succeed() : Reply::Forward;
     }
     case be::kEmptyQueryResponse:
-      if (op.kind == OpKind::Execute) return succeed();
-      if (op.kind == OpKind::Query && op.deallocate) {
+      if (op.kind == OpKind::Execute && !op.deallocate) return succeed();
+      if (op.deallocate) {
+        ops_.pop();
         cutServerStream();
-        protocol::MessageWriter(client().socket().out)
-            .begin(be::kCommandComplete)
-            .cstr("DEALLOCATE")
-            .end();
+        protocol::MessageWriter(*client_.out).begin(be::kCommandComplete).cstr("DEALLOCATE").end();
         return Reply::Replace;
       }
       return Reply::Forward;
     case be::kPortalSuspended:
       return op.kind == OpKind::Execute ? succeed() : Reply::Forward;
+    case be::kCopyInResponse:
+      // PostgreSQL ignores Sync while it copies in; libpq pipelines one after the Execute and
+      // sends another after CopyDone. Only the later one gets a ReadyForQuery.
+      if (op.kind == OpKind::Execute) {
+        for (size_t i = 1; i < ops_.size(); ++i) {
+          PendingOp& later = ops_.at(i);
+          if (later.kind != OpKind::Sync || later.ignored) continue;
+          later.ignored = true;
+          forgetRequest();
+        }
+      }
+      return Reply::Forward;
     case be::kErrorResponse:
       return failed(payload);
     case be::kReadyForQuery:
       // Ends a Sync, Query or FunctionCall; what was before it has been answered or skipped.
       while (!ops_.empty()) {
         OpKind k = ops_.front().kind;
+        bool ends = (k == OpKind::Sync && !ops_.front().ignored) || isRequest(k);
         ops_.pop();
-        if (k == OpKind::Sync || isRequest(k)) break;
+        if (ends) break;
       }
       return Reply::Forward;
     default:
@@ -530,7 +599,7 @@ StatementRelay::Reply StatementRelay::failed(std::string_view payload) {
   Reply r = Reply::Forward;
   auto replaceWith = [&](std::string_view sqlstate, std::string_view message) {
     cutServerStream();
-    protocol::writeErrorResponse(client().socket().out, "ERROR", sqlstate, message);
+    protocol::writeErrorResponse(*client_.out, "ERROR", sqlstate, message);
     r = Reply::Replace;
   };
   if (op.source == OpSource::Failing) {
@@ -541,20 +610,30 @@ StatementRelay::Reply StatementRelay::failed(std::string_view payload) {
     // prepare it again next time.
     onServer_.erase(op.stmt.get());
     std::string_view name;
-    if (auto* n = client().statementsIfAny()) name = n->nameOf(op.stmt.get());
+    if (auto* n = namesIfAny()) name = n->nameOf(op.stmt.get());
     replaceWith("26000", quotedName("prepared statement", name, "does not exist"));
   } else if (op.stmt && f.sqlstate == "0A000" &&
              f.message.starts_with("cached plan must not change result type")) {
     // The client sees PostgreSQL's error once; a Parse of the same SQL then gets a fresh plan.
-    server_.pool().statements.retire(*op.stmt.get());
+    server_.registry->retire(*op.stmt.get());
     onServer_.erase(op.stmt.get());
+  } else if (op.stmt && payload.find(op.stmt->serverName()) != std::string_view::npos) {
+    // "bind message supplies 1 parameters, but prepared statement ... requires 2": in the
+    // client's words.
+    auto* n = namesIfAny();
+    std::string_view name = n ? n->nameOf(op.stmt.get()) : std::string_view{};
+    cutServerStream();
+    writeRenamedError(*client_.out, payload, op.stmt->serverName(), name);
+    r = Reply::Replace;
   }
   // The server now skips to the next Sync: undo what it will not do, newest first.
   size_t skipped = 1;
-  while (skipped < ops_.size() && ops_.at(skipped).kind != OpKind::Sync) ++skipped;
+  while (skipped < ops_.size() &&
+         (ops_.at(skipped).kind != OpKind::Sync || ops_.at(skipped).ignored))
+    ++skipped;
   for (size_t i = skipped; i-- > 0;) {
     PendingOp& s = ops_.at(i);
-    if (isRequest(s.kind)) client().forgetRequest();
+    if (isRequest(s.kind)) forgetRequest();
     undo(s);
   }
   for (size_t i = 0; i < skipped; ++i) ops_.pop();
@@ -569,7 +648,7 @@ void StatementRelay::undo(PendingOp& op) {
       onServer_.erase(it);
   }
   if (op.undo == OpUndo::ForgetUnnamed && unnamedGen_ == op.gen) unnamedGen_ = 0;
-  auto* n = server_.client() ? client().statementsIfAny() : nullptr;
+  auto* n = attached() ? namesIfAny() : nullptr;
   if (!n) return;
   switch (op.undo) {
     case OpUndo::None:
@@ -596,6 +675,7 @@ void StatementRelay::undo(PendingOp& op) {
 void StatementRelay::unlinked() {
   ops_.clear();
   skipping_ = false;
+  client_ = {};
 }
 
 void StatementRelay::forgetServerStatements() {

@@ -172,6 +172,46 @@ class RawConnection:
             if msg[0] == b"Z":
                 return out
 
+    def read_until_ready(self, n: int, timeout: float | None = None) -> list[tuple[bytes, bytes]]:
+        """Every message until the n-th ReadyForQuery (inclusive). TimeoutError when they do not all
+        arrive within `timeout` (default: the connection's), ConnectionError on EOF; either carries
+        the messages read so far in its `partial` attribute."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        out: list[tuple[bytes, bytes]] = []
+        seen = 0
+        while seen < n:
+            try:
+                msg = self.read_message(timeout=max(0.0, deadline - time.monotonic()))
+            except TimeoutError as exc:
+                exc.partial = out
+                raise
+            if msg is None:
+                exc = ConnectionError(f"connection closed after {seen} of {n} ReadyForQuery")
+                exc.partial = out
+                raise exc
+            out.append(msg)
+            if msg[0] == b"Z":
+                seen += 1
+        return out
+
+    def read_n_messages(self, n: int, timeout: float | None = None) -> list[tuple[bytes, bytes]]:
+        """Exactly n messages (for a Flush without Sync, where no ReadyForQuery comes).
+        TimeoutError / ConnectionError carry the messages read so far in `partial`."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        out: list[tuple[bytes, bytes]] = []
+        while len(out) < n:
+            try:
+                msg = self.read_message(timeout=max(0.0, deadline - time.monotonic()))
+            except TimeoutError as exc:
+                exc.partial = out
+                raise
+            if msg is None:
+                exc = ConnectionError(f"connection closed after {len(out)} of {n} messages")
+                exc.partial = out
+                raise exc
+            out.append(msg)
+        return out
+
 
 @functools.lru_cache(maxsize=64)
 def _salted_password(password: bytes, salt: bytes, iterations: int) -> bytes:
@@ -209,3 +249,155 @@ class _Scram:
     def verify_server_final(self, server_final: bytes) -> None:
         attrs = dict(item.split("=", 1) for item in server_final.decode().split(","))
         assert base64.b64decode(attrs["v"]) == self.expected_server_signature, "bad server signature"
+
+
+# -- extended query protocol: frontend message builders ---------------------------------------
+#
+# Each returns the bytes of one frontend message; concatenate them to pipeline a batch in a single
+# write. Parameters are text unless formats say otherwise; None is SQL NULL.
+
+
+def _cstr(s: str | bytes) -> bytes:
+    return (s if isinstance(s, bytes) else s.encode()) + b"\0"
+
+
+def query_msg(sql: str) -> bytes:
+    """Query (simple protocol)."""
+    return message(b"Q", _cstr(sql))
+
+
+def parse_msg(name: str, sql: str, param_types: tuple[int, ...] | list[int] = ()) -> bytes:
+    """Parse: prepare `sql` as statement `name` ("" is the unnamed statement)."""
+    payload = _cstr(name) + _cstr(sql) + struct.pack("!H", len(param_types))
+    payload += b"".join(struct.pack("!I", oid) for oid in param_types)
+    return message(b"P", payload)
+
+
+def bind_msg(portal: str, statement: str, params=(), param_formats=(), result_formats=()) -> bytes:
+    """Bind: a portal from a statement. params: str/bytes/int values (text unless param_formats
+    says 1), None for NULL."""
+    payload = _cstr(portal) + _cstr(statement)
+    payload += struct.pack("!H", len(param_formats))
+    payload += b"".join(struct.pack("!H", f) for f in param_formats)
+    payload += struct.pack("!H", len(params))
+    for value in params:
+        if value is None:
+            payload += struct.pack("!i", -1)
+            continue
+        raw = value if isinstance(value, bytes) else str(value).encode()
+        payload += struct.pack("!i", len(raw)) + raw
+    payload += struct.pack("!H", len(result_formats))
+    payload += b"".join(struct.pack("!H", f) for f in result_formats)
+    return message(b"B", payload)
+
+
+def describe_msg(kind: str, name: str) -> bytes:
+    """Describe a statement (kind 'S') or a portal (kind 'P')."""
+    assert kind in ("S", "P"), kind
+    return message(b"D", kind.encode() + _cstr(name))
+
+
+def execute_msg(portal: str = "", max_rows: int = 0) -> bytes:
+    return message(b"E", _cstr(portal) + struct.pack("!I", max_rows))
+
+
+def close_msg(kind: str, name: str) -> bytes:
+    """Close a statement (kind 'S') or a portal (kind 'P')."""
+    assert kind in ("S", "P"), kind
+    return message(b"C", kind.encode() + _cstr(name))
+
+
+def sync_msg() -> bytes:
+    return message(b"S")
+
+
+def flush_msg() -> bytes:
+    return message(b"H")
+
+
+def copy_data_msg(data: bytes | str) -> bytes:
+    return message(b"d", data if isinstance(data, bytes) else data.encode())
+
+
+def copy_done_msg() -> bytes:
+    return message(b"c")
+
+
+def copy_fail_msg(reason: str) -> bytes:
+    return message(b"f", _cstr(reason))
+
+
+def function_call_msg(function_oid: int, args=(), arg_formats=(), result_format: int = 0) -> bytes:
+    """FunctionCall (fast-path): args as for bind_msg (text unless arg_formats says 1)."""
+    payload = struct.pack("!IH", function_oid, len(arg_formats))
+    payload += b"".join(struct.pack("!H", f) for f in arg_formats)
+    payload += struct.pack("!H", len(args))
+    for value in args:
+        if value is None:
+            payload += struct.pack("!i", -1)
+            continue
+        raw = value if isinstance(value, bytes) else str(value).encode()
+        payload += struct.pack("!i", len(raw)) + raw
+    payload += struct.pack("!H", result_format)
+    return message(b"F", payload)
+
+
+def count_ready_expected(data: bytes) -> int:
+    """How many ReadyForQuery a well-formed batch of frontend messages asks for: one per Query,
+    Sync and FunctionCall."""
+    n, pos = 0, 0
+    while pos + 5 <= len(data):
+        tag = data[pos:pos + 1]
+        (length,) = struct.unpack("!I", data[pos + 1:pos + 5])
+        if tag in (b"Q", b"S", b"F"):
+            n += 1
+        pos += 1 + length
+    return n
+
+
+def frontend_messages(data: bytes) -> list[tuple[bytes, bytes]]:
+    """Split a batch of frontend messages into (tag, payload) pairs."""
+    out, pos = [], 0
+    while pos + 5 <= len(data):
+        tag = data[pos:pos + 1]
+        (length,) = struct.unpack("!I", data[pos + 1:pos + 5])
+        out.append((tag, data[pos + 5:pos + 1 + length]))
+        pos += 1 + length
+    return out
+
+
+# -- backend message decoding -------------------------------------------------------------------
+
+
+def parse_row_description(payload: bytes) -> list[tuple]:
+    """RowDescription fields: (name, table_oid, attnum, type_oid, typlen, typmod, format)."""
+    (n,) = struct.unpack("!H", payload[:2])
+    pos, fields = 2, []
+    for _ in range(n):
+        end = payload.index(b"\0", pos)
+        name = payload[pos:end].decode(errors="replace")
+        pos = end + 1
+        table_oid, attnum, type_oid, typlen, typmod, fmt = struct.unpack("!IhIhih",
+                                                                         payload[pos:pos + 18])
+        pos += 18
+        fields.append((name, table_oid, attnum, type_oid, typlen, typmod, fmt))
+    return fields
+
+
+def parse_data_row(payload: bytes) -> list[bytes | None]:
+    (n,) = struct.unpack("!H", payload[:2])
+    pos, values = 2, []
+    for _ in range(n):
+        (length,) = struct.unpack("!i", payload[pos:pos + 4])
+        pos += 4
+        if length < 0:
+            values.append(None)
+        else:
+            values.append(payload[pos:pos + length])
+            pos += length
+    return values
+
+
+def parse_parameter_description(payload: bytes) -> list[int]:
+    (n,) = struct.unpack("!H", payload[:2])
+    return list(struct.unpack(f"!{n}I", payload[2:2 + 4 * n]))

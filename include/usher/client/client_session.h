@@ -14,6 +14,7 @@
 #include "usher/net/socket.h"
 #include "usher/pool/param_set.h"
 #include "usher/pool/prepared.h"
+#include "usher/pool/statement_relay.h"
 
 namespace usher::net {
 class Worker;
@@ -77,17 +78,11 @@ class ClientSession final : public net::SocketOwner {
   net::Worker& worker() { return worker_; }
   int64_t lastReadyMs() const { return lastReadyMs_; }
   int64_t busySinceMs() const { return busySinceMs_; }
-  // Its named and unnamed prepared statements (transaction pooling), created on first use.
-  pool::ClientStatements& statements() {
-    if (!statements_) statements_ = std::make_unique<pool::ClientStatements>();
-    return *statements_;
-  }
+  // Its named and unnamed prepared statements (transaction pooling); null until it has some.
   pool::ClientStatements* statementsIfAny() const { return statements_.get(); }
-  // The next `bytes` the client sends belong to a message usher drops (it answered it itself).
-  void setDiscard(size_t bytes) { discard_ = bytes; }
-  // A request the server skipped (after an error, until Sync) gets no ReadyForQuery.
-  void forgetRequest() {
-    if (pendingReady_ > 0) --pendingReady_;
+  // What the server's StatementRelay works on while this client is linked.
+  pool::RelayClient relayView() {
+    return {&sock_.in, &toServer_, &sock_.out, &statements_, &discard_, &pendingReady_};
   }
   // What the client now believes a parameter is (it saw a ParameterStatus).
   void noteParameter(std::string_view name, std::string_view value);

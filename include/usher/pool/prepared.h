@@ -72,6 +72,8 @@ class StatementRegistry {
   // fresh statement (and a fresh server-side name), as a client re-preparing expects.
   void retire(Statement& s);
   size_t size() const { return byBody_.size(); }
+  // Marks which unnamed statement a server holds: unique among the pool's servers and clients.
+  uint64_t nextGeneration() { return ++lastGeneration_; }
 
  private:
   friend class StmtRef;
@@ -79,6 +81,7 @@ class StatementRegistry {
 
   std::unordered_map<std::string_view, Statement*> byBody_;
   uint64_t nextId_ = 0;
+  uint64_t lastGeneration_ = 0;
 };
 
 struct NameHash {
@@ -132,5 +135,20 @@ bool parseTarget(std::string_view payload, TargetMessage& out);
 // PostgreSQL resolves it (unquoted names fold to lower case). False for anything else, including
 // DEALLOCATE ALL, which the server runs and usher follows from its CommandComplete.
 bool parseDeallocate(std::string_view sql, std::string& name);
+
+// Splits a simple Query's text into its statements at top-level semicolons (not inside quotes,
+// dollar quotes or comments) and calls f(offset, length) for each, semicolon excluded.
+template <class F>
+void forEachStatement(std::string_view sql, F&& f);
+size_t statementEnd(std::string_view sql, size_t from);  // offset of the ';' ending it, or size
+
+template <class F>
+void forEachStatement(std::string_view sql, F&& f) {
+  for (size_t at = 0; at < sql.size();) {
+    size_t end = statementEnd(sql, at);
+    f(at, end - at);
+    at = end + 1;
+  }
+}
 
 }  // namespace usher::pool

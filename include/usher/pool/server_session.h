@@ -133,7 +133,7 @@ class ServerSession final : public net::SocketOwner {
   ParamSet localSets_;
   std::optional<Error> internalError_;
   std::unique_ptr<auth::ScramClient> scram_;  // login only
-  StatementRelay relay_{*this};
+  StatementRelay relay_;
   bool mapsStatements_ = false;  // this link maps statement names (the pool's mode, at link)
   bool deallocating_ = false;    // Resetting runs DEALLOCATE ALL after SQL-level PREPARE
 };

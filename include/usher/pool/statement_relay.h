@@ -20,17 +20,33 @@
 #include <unordered_map>
 #include <vector>
 
+#include <memory>
+
 #include "usher/base/io_buffer.h"
+#include "usher/net/socket.h"
 #include "usher/pool/prepared.h"
 #include "usher/protocol/framer.h"
 
-namespace usher::client {
-class ClientSession;
-}
-
 namespace usher::pool {
 
-class ServerSession;
+// The linked client as the relay sees it: its buffers and the counters the relay adjusts.
+struct RelayClient {
+  IoBuffer* in = nullptr;                                   // bytes the client sent
+  net::Outflow* toServer = nullptr;                         // the approved part of `in`
+  IoBuffer* out = nullptr;                                  // what usher writes to the client
+  std::unique_ptr<ClientStatements>* statements = nullptr;  // created on first use
+  size_t* discard = nullptr;    // bytes of a dropped message still to arrive
+  int* pendingReady = nullptr;  // ReadyForQuery the client still expects
+};
+
+// The server connection's side: fixed for the relay's life.
+struct RelayServer {
+  IoBuffer* in = nullptr;            // bytes the server sent
+  net::Outflow* toClient = nullptr;  // the approved part of `in`
+  IoBuffer* out = nullptr;           // what usher writes to the server
+  StatementRegistry* registry = nullptr;
+  uint64_t* serverParses = nullptr;  // SHOW STATS counter
+};
 
 enum class OpKind : uint8_t {
   Parse,
@@ -67,7 +83,8 @@ struct PendingOp {
   OpSource source = OpSource::Client;
   OpUndo undo = OpUndo::None;
   bool preparesOnServer = false;  // a Parse of `stmt` under usher's name
-  bool deallocate = false;        // a Query rewritten from DEALLOCATE name
+  bool deallocate = false;        // an Execute of DEALLOCATE name, run as an empty statement
+  bool ignored = false;           // a Sync the server ignores (sent during COPY FROM STDIN)
   char sqlstate[6] = {};          // Failing: the error to give
   uint64_t segment = 0;           // Syncs sent before this operation
   uint64_t gen = 0;               // unnamed statement generation (undo)
@@ -98,7 +115,15 @@ class OpQueue {
 
 class StatementRelay {
  public:
-  explicit StatementRelay(ServerSession& server) : server_(server) {}
+  explicit StatementRelay(RelayServer server) : server_(server) {}
+
+  // A client was linked (`maxPrepared`: max_prepared_statements now) / unlinked.
+  void attach(const RelayClient& client, int maxPrepared) {
+    client_ = client;
+    maxPrepared_ = maxPrepared;
+  }
+  void unlinked();
+  bool attached() const { return client_.in != nullptr; }
 
   // ---- client → server (the client is linked and its server Active) ----
   enum class Step {
@@ -107,7 +132,7 @@ class StatementRelay {
     Consumed,  // the relay took care of it (rewritten, answered or discarded)
   };
   // Called for every client message at a message boundary, before it is approved.
-  Step onClientMessage(client::ClientSession& client, const protocol::FrameHeader& h);
+  Step onClientMessage(const protocol::FrameHeader& h);
   // Writes the replies usher owes whose turn has come; true if it wrote any.
   bool emitDue();
 
@@ -121,7 +146,6 @@ class StatementRelay {
 
   // ---- link lifecycle ----
   bool idle() const { return ops_.empty(); }
-  void unlinked();
   // The server's statements are gone (DISCARD ALL / DEALLOCATE ALL ran there).
   void forgetServerStatements();
   size_t preparedCount() const { return onServer_.size(); }
@@ -141,16 +165,19 @@ class StatementRelay {
     bool confirmed = false;
   };
 
-  client::ClientSession& client();
   ClientStatements& names();
-  IoBuffer& toServer();
+  ClientStatements* namesIfAny() { return client_.statements->get(); }
+  IoBuffer& toServer() { return *server_.out; }
+  void forgetRequest() {
+    if (*client_.pendingReady > 0) --*client_.pendingReady;
+  }
   // Moves the client's approved bytes into the server's output so usher's messages can follow
   // them in order.
   void cutClientStream();
   void discardClientMessage(size_t frameSize);
   // Makes `stmt` usable on this server from here on: Close+Parse it unless already there.
   void ensureOnServer(const StmtRef& stmt);
-  void sendPrepare(const StmtRef& stmt, OpSource source);
+  void sendPrepare(const StmtRef& stmt, OpSource source, std::string_view clientName = {});
   void evictIfFull(const Statement* keep);
   // Sends a message that fails, so the server discards to Sync; the client gets `message`.
   void fail(std::string_view sqlstate, std::string message);
@@ -173,7 +200,9 @@ class StatementRelay {
   void skipToSync();
   void writeSynthesized(const PendingOp& op);
 
-  ServerSession& server_;
+  RelayServer server_;
+  RelayClient client_;
+  int maxPrepared_ = 200;
   OpQueue ops_;
   std::unordered_map<const Statement*, OnServer> onServer_;
   uint64_t useClock_ = 0;
@@ -181,7 +210,8 @@ class StatementRelay {
   uint64_t unnamedGen_ = 0;  // whose unnamed statement the server holds (0: nobody's)
   bool skipping_ = false;    // the server discards until the next Sync we send
   bool sqlPrepared_ = false;
-  std::string deallocName_;  // scratch for parseDeallocate
+  std::string deallocName_;     // scratch for parseDeallocate
+  std::string deallocPending_;  // the unnamed statement is DEALLOCATE of this client name
 };
 
 }  // namespace usher::pool
