@@ -371,7 +371,7 @@ void serverRow(net::Worker& w, ResultSet& rs, pool::Pool& p, pool::ServerSession
           wallTime(w, s.lastUsedMs()),
           "0",
           "0",
-          p.needsClose(s) ? "1" : "0",
+          p.needsClose(s) || s.relay().leftState() ? "1" : "0",
           hexPtr(&s),
           s.client() ? hexPtr(s.client()) : "",
           num(int64_t(s.backendPid())),

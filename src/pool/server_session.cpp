@@ -542,6 +542,7 @@ void ServerSession::processActive() {
       toClient_.ready += h.frameSize();
       if (h.tag == be::kParameterStatus) {
         trackParameterStatus(payload, true);
+        if (mapsStatements_) relay_.noteParameterStatus();
         continue;
       }
       txStatus_ = payload.empty() ? 'I' : payload[0];
@@ -589,6 +590,16 @@ void ServerSession::flushToClient() {
   client_ = nullptr;
   relay_.unlinked();
   c->unlinked();
+  if (relay_.leftState()) {
+    // Handing this server to another client would hand it this client's session state.
+    log::pool().warn(
+        "S-{}: C-{} left session state on the server ({}), which transaction "
+        "pooling cannot carry: closing the server instead of reusing it",
+        id_, c->id(), relay_.leftState());
+    close("client left session state");
+    c->processPending();
+    return;
+  }
   if (relay_.sqlPrepared()) {
     // SQL-level PREPARE made statements that would outlive the transaction on a shared server,
     // where another client could EXECUTE them: drop them now. The client's next EXECUTE fails
@@ -620,6 +631,10 @@ void ServerSession::unlink(bool clientQuiet) {
     if (c && c->pendingReady() > 0) sendCancel();
     close(txStatus_ == 'I' ? "client disconnected with a query running"
                            : "client disconnected inside a transaction");
+    return;
+  }
+  if (relay_.leftState()) {
+    close("client left session state");
     return;
   }
   sock_.in.consume(sock_.in.readable());  // stale async messages meant for that client

@@ -537,6 +537,10 @@ StatementRelay::Reply StatementRelay::onServerMessage(char tag, std::string_view
         if (auto* n = namesIfAny()) n->named.clear();
       } else if (command == "PREPARE") {
         sqlPrepared_ = true;
+      } else if (command == "LISTEN") {
+        leftState_ = "LISTEN";
+      } else if (command == "SET") {
+        setSeen_ = true;  // tracked parameters announce themselves before ReadyForQuery
       }
       return op.kind == OpKind::Execute ? succeed() : Reply::Forward;
     }
@@ -566,6 +570,11 @@ StatementRelay::Reply StatementRelay::onServerMessage(char tag, std::string_view
     case be::kErrorResponse:
       return failed(payload);
     case be::kReadyForQuery:
+      // A SET outside a transaction block that no ParameterStatus followed changed a setting
+      // usher does not carry to the client's next server (inside a block it may be SET LOCAL).
+      if (setSeen_ && !parameterSeen_ && !payload.empty() && payload[0] == 'I')
+        leftState_ = "SET of an untracked parameter";
+      setSeen_ = parameterSeen_ = false;
       // Ends a Sync, Query or FunctionCall; what was before it has been answered or skipped.
       while (!ops_.empty()) {
         OpKind k = ops_.front().kind;

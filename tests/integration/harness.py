@@ -453,8 +453,9 @@ class Pooler:
 
     def connect(self, user: str = "trading_app_user", dbname: str = "trading_db",
                 password: str | None = None, **kwargs):
-        """A psycopg connection through the pooler. Server-side prepared statements are off
-        (prepare_threshold=None), as for any transaction-pooled connection."""
+        """A psycopg connection through the pooler. Server-side prepared statements are off by
+        default (prepare_threshold=None) so tests control when they happen; the prepared-statement
+        suites (test_prepared_*.py) turn them on."""
         import psycopg
         kwargs.setdefault("autocommit", True)
         kwargs.setdefault("prepare_threshold", None)

@@ -518,3 +518,37 @@ def test_pgbench_prepared(pgbench_tables, endpoint, script):
     if endpoint.pooled:
         assert 1 <= watch.peak <= POOL_SIZE, \
             f"pg_stat_activity showed {watch.peak} server connections for a pool of {POOL_SIZE}"
+
+
+# --------------------------------------------------------------------------------------------
+# Statement pooling: every statement may land on another server
+
+
+@pytest.mark.timeout(60)
+def test_psycopg_statement_mode(pg, usher):
+    """Statement mode with prepared statements: each execution is a transaction of its own, so a
+    client's statements move between the servers at every step and must still be its own."""
+    pooler = usher(pool_mode="statement", pool_size=POOL_SIZE, default_pool_size=POOL_SIZE)
+    errors: list[str] = []
+    pids: set[int] = set()
+
+    def client(me: int) -> None:
+        try:
+            with psycopg.connect(pooler.conninfo(USER, DB), autocommit=True,
+                                 prepare_threshold=0) as conn:
+                for i in range(ITERATIONS):
+                    got_me, got_i, pid = conn.execute(unique(me), (i,)).fetchone()
+                    expect((got_me, got_i) == (me, i), f"client {me} got {got_me}/{got_i}")
+                    pids.add(pid)
+                    v, t = conn.execute(SHARED, (me, i, f"c{me}")).fetchone()
+                    expect((v, t) == (me * 1000 + i, f"c{me}"), f"client {me} shared got {v}/{t}")
+        except Exception as exc:  # noqa: BLE001 - reported below with the client's id
+            errors.append(f"client {me}: {describe(exc)}")
+
+    threads = [threading.Thread(target=client, args=(me,)) for me in range(1, 9)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:5]
+    assert len(pids) == POOL_SIZE, f"clients ran on {len(pids)} servers"

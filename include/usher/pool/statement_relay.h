@@ -156,6 +156,11 @@ class StatementRelay {
   // server, so the server is cleared when released (see ServerSession).
   bool sqlPrepared() const { return sqlPrepared_; }
   void clearSqlPrepared() { sqlPrepared_ = false; }
+  // Session state a client left on the server that transaction pooling cannot carry (LISTEN, a
+  // session SET of an untracked parameter): the server is closed at release rather than handed
+  // to another client. Null when there is none.
+  const char* leftState() const { return leftState_; }
+  void noteParameterStatus() { parameterSeen_ = true; }
 
  private:
   struct OnServer {
@@ -210,6 +215,9 @@ class StatementRelay {
   uint64_t unnamedGen_ = 0;  // whose unnamed statement the server holds (0: nobody's)
   bool skipping_ = false;    // the server discards until the next Sync we send
   bool sqlPrepared_ = false;
+  bool setSeen_ = false;        // CommandComplete "SET" since the last ReadyForQuery
+  bool parameterSeen_ = false;  // ParameterStatus since the last ReadyForQuery
+  const char* leftState_ = nullptr;
   std::string deallocName_;     // scratch for parseDeallocate
   std::string deallocPending_;  // the unnamed statement is DEALLOCATE of this client name
 };
