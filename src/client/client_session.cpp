@@ -14,6 +14,7 @@
 #include "usher/base/byte_reader.h"
 #include "usher/base/clock.h"
 #include "usher/base/log.h"
+#include "usher/base/random.h"
 #include "usher/net/worker.h"
 #include "usher/pool/pool.h"
 #include "usher/pool/server_session.h"
@@ -335,9 +336,9 @@ void ClientSession::beginAuth() {
         auth_->userKnown = false;
         verifier.iterations = auth::kDefaultScramIterations;
         verifier.salt.resize(16);
-        randombytes_buf(verifier.salt.data(), verifier.salt.size());
-        randombytes_buf(verifier.storedKey.data(), verifier.storedKey.size());
-        randombytes_buf(verifier.serverKey.data(), verifier.serverKey.size());
+        secureRandom(verifier.salt.data(), verifier.salt.size());
+        secureRandom(verifier.storedKey.data(), verifier.storedKey.size());
+        secureRandom(verifier.serverKey.data(), verifier.serverKey.size());
       }
       auth_->scram = std::make_unique<auth::ScramServer>(std::move(verifier));
       std::string mechanisms(auth::kScramMechanism);
@@ -347,7 +348,7 @@ void ClientSession::beginAuth() {
       break;
     }
     case Method::Md5:
-      randombytes_buf(auth_->md5Salt.data(), auth_->md5Salt.size());
+      secureRandom(auth_->md5Salt.data(), auth_->md5Salt.size());
       protocol::writeAuthRequest(
           sock_.out, protocol::AuthCode::Md5Password,
           std::string_view(reinterpret_cast<const char*>(auth_->md5Salt.data()), 4));

@@ -11,6 +11,7 @@
 
 #include "usher/admin/console.h"
 #include "usher/base/log.h"
+#include "usher/base/random.h"
 #include "usher/janitor/janitor.h"
 #include "usher/metrics/http_endpoint.h"
 
@@ -109,9 +110,9 @@ void Worker::clientClosed(client::ClientSession& client) {
 std::pair<int32_t, int32_t> Worker::issueCancelKey(client::ClientSession& client) {
   int32_t pid;
   do {
-    pid = int32_t(randombytes_random() & 0x7fffffff);
+    pid = int32_t(secureRandomU32() & 0x7fffffff);
   } while (pid == 0 || cancelKeys_.contains(pid));
-  int32_t key = int32_t(randombytes_random());
+  int32_t key = int32_t(secureRandomU32());
   cancelKeys_.emplace(pid, &client);
   return {pid, key};
 }

@@ -585,8 +585,14 @@ void ServerSession::flushToClient() {
     if (sock_.in.empty()) sock_.releaseBuffers(worker_.buffers());
     return;
   }
-  // Transaction boundary: the client has its ReadyForQuery; the server goes back to the pool.
   releaseAfterFlush_ = false;
+  if (!releasable()) {
+    // While its socket was full the client sent more (a pipelined query): not a boundary after
+    // all. Go on with what the server already sent.
+    if (!sock_.in.empty()) processActive();
+    return;
+  }
+  // Transaction boundary: the client has its ReadyForQuery; the server goes back to the pool.
   client_ = nullptr;
   relay_.unlinked();
   c->unlinked();
