@@ -126,6 +126,13 @@ std::string renderPrometheus(net::Worker& worker) {
        [](const pool::PoolStats& s) { return double(s.waitTimeUs) / 1e6; }},
       {"usher_database_client_logins_total", "Client logins.",
        [](const pool::PoolStats& s) { return double(s.logins); }},
+      {"usher_database_client_parses_total", "Parse messages from clients.",
+       [](const pool::PoolStats& s) { return double(s.clientParses); }},
+      {"usher_database_server_parses_total",
+       "Parse messages usher sent to servers to prepare clients' named statements.",
+       [](const pool::PoolStats& s) { return double(s.serverParses); }},
+      {"usher_database_binds_total", "Bind messages from clients.",
+       [](const pool::PoolStats& s) { return double(s.binds); }},
   };
   for (const auto& c : counters) {
     w.family(c.name, "counter", c.help);

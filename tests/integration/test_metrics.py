@@ -90,3 +90,40 @@ def test_metrics_endpoint_answers_only_metrics(pg, usher):
     res = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
                           f"http://127.0.0.1:{port}/metrics"], capture_output=True, text=True)
     assert res.stdout == "405"
+
+
+def test_prepared_statement_counters_are_real(pg, usher):
+    """SHOW STATS parse/bind counters, SHOW CLIENTS/SERVERS prepared_statements and the metrics
+    count what the clients and usher really did (transaction mode, statements mapped)."""
+    port = harness.free_port()
+    pooler = usher(pool_mode="transaction", pool_size=1, metrics_listen=f"127.0.0.1:{port}")
+    pw = pg.passwords["platform_admin"]
+
+    def console(command):
+        res = harness.psql(pooler.port, "platform_admin", "pgbouncer", pw, "-A", "-F", "|",
+                           "-P", "footer=off", "-c", command)
+        assert res.returncode == 0, res.stderr
+        header, *rows = res.stdout.splitlines()
+        return [dict(zip(header.split("|"), r.split("|"))) for r in rows]
+
+    with psycopg.connect(pooler.conninfo(USER, DB), autocommit=True, prepare_threshold=0) as a, \
+            psycopg.connect(pooler.conninfo(USER, DB), autocommit=True, prepare_threshold=0) as b:
+        for i in range(5):
+            assert a.execute("SELECT %s::int + 1", (i,)).fetchone() == (i + 1,)
+            assert a.execute("SELECT %s::int + 2", (i,)).fetchone() == (i + 2,)
+            assert b.execute("SELECT %s::int + 1", (i,)).fetchone() == (i + 1,)
+        clients = {int(r["id"]): int(r["prepared_statements"]) for r in console("SHOW CLIENTS")
+                   if r["database"] == DB}
+        assert sorted(clients.values()) == [1, 2], clients
+        servers = [r for r in console("SHOW SERVERS") if r["database"] == DB]
+        assert [int(r["prepared_statements"]) for r in servers] == [2], servers
+        stats = {r["database"]: r for r in console("SHOW STATS")}[DB]
+        # Each client parses each statement once; usher prepares the two statements once on the
+        # single server; every execution is one Bind.
+        assert int(stats["total_client_parse_count"]) == 3, stats
+        assert int(stats["total_server_parse_count"]) == 2, stats
+        assert int(stats["total_bind_count"]) == 15, stats
+        samples, _ = scrape(port)
+        assert value(samples, "usher_database_client_parses_total", database=DB) == 3
+        assert value(samples, "usher_database_server_parses_total", database=DB) == 2
+        assert value(samples, "usher_database_binds_total", database=DB) == 15
