@@ -84,6 +84,7 @@ PendingOp& OpQueue::push() {
   op.preparesOnServer = false;
   op.deallocate = false;
   op.ignored = false;
+  op.quiet = false;
   op.sqlstate[0] = '\0';
   op.segment = op.gen = 0;
   op.stmt.reset();
@@ -236,7 +237,17 @@ StatementRelay::Step StatementRelay::onQuery(const FrameHeader& h, std::string_v
     return Step::Forward;
   }
   rewritten.append(sql.substr(copied));
+  // Statements this server lacks are prepared first, in a Sync of usher's own: an error there
+  // would otherwise make the server skip the client's simple query, which no Sync follows. The
+  // query then gives the client PostgreSQL's own error (25P02 in a failed transaction).
+  size_t before = ops_.size();
   for (const auto& stmt : dropped) ensureOnServer(stmt);
+  if (ops_.size() > before) {
+    for (size_t i = before; i < ops_.size(); ++i) ops_.at(i).quiet = true;
+    protocol::MessageWriter(toServer()).begin(fe::kSync).end();
+    queue(OpKind::Sync, OpSource::Injected);
+    ++segment_;
+  }
   discardClientMessage(h.frameSize());
   protocol::writeQuery(toServer(), rewritten);
   for (const auto& stmt : dropped) onServer_.erase(stmt.get());
@@ -579,8 +590,9 @@ StatementRelay::Reply StatementRelay::onServerMessage(char tag, std::string_view
       while (!ops_.empty()) {
         OpKind k = ops_.front().kind;
         bool ends = (k == OpKind::Sync && !ops_.front().ignored) || isRequest(k);
+        bool ours = ops_.front().source == OpSource::Injected;
         ops_.pop();
-        if (ends) break;
+        if (ends) return ours ? Reply::Drop : Reply::Forward;
       }
       return Reply::Forward;
     default:
@@ -611,7 +623,9 @@ StatementRelay::Reply StatementRelay::failed(std::string_view payload) {
     protocol::writeErrorResponse(*client_.out, "ERROR", sqlstate, message);
     r = Reply::Replace;
   };
-  if (op.source == OpSource::Failing) {
+  if (op.quiet) {
+    r = Reply::Drop;
+  } else if (op.source == OpSource::Failing) {
     // In an aborted transaction the server says 25P02 first, as PostgreSQL would to the client.
     if (f.sqlstate == "26000") replaceWith(op.sqlstate, op.text);
   } else if (op.stmt && f.sqlstate == "26000") {

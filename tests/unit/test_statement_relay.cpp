@@ -180,12 +180,15 @@ struct Client {
               protocol::Decode::Ready);
       std::string_view payload(reinterpret_cast<const char*>(s.in.readPtr()) + s.toClient.ready + 5,
                                h.payloadSize());
-      if (h.tag == 'Z' && pendingReady > 0) --pendingReady;
       auto r = s.relay.onServerMessage(h.tag, payload);
       if (r != StatementRelay::Reply::Forward) {
         s.relay.cutServerStream();
         s.in.consume(h.frameSize());
         continue;
+      }
+      if (h.tag == 'Z') {  // as ClientSession::onReadyForQuery, for what reaches the client
+        REQUIRE(pendingReady > 0);
+        --pendingReady;
       }
       s.toClient.ready += h.frameSize();
     }
@@ -470,6 +473,34 @@ TEST_SUITE("pool") {
     c.receive(reply('C', std::string("DEALLOCATE ALL\0", 15)) + ready());
     CHECK(c.names->named.empty());
     CHECK(s.relay.preparedCount() == 0);
+  }
+
+  TEST_CASE("relay: DEALLOCATE of a statement another server prepared needs a Sync of usher's") {
+    Pool pool;
+    Server s1(pool), s2(pool);
+    Client c;
+    c.link(s1);
+    prepareOk(c, "p", "SELECT 1");
+    prepareOk(c, "q", "SELECT 2");
+    c.unlink();
+    c.link(s2);
+    // Prepared first in usher's own Sync: an error there must not make the server skip the
+    // simple query (no Sync of the client's follows it).
+    auto sent = c.send(query("DEALLOCATE p"));
+    REQUIRE(tags(sent) == "CPSQ");
+    CHECK(tags(c.receive(reply('3') + reply('1') + ready() + reply('C', "DEALLOCATE") + ready())) ==
+          "CZ");
+    CHECK(c.pendingReady == 0);
+    // In a failed transaction the preparation fails quietly; the client gets PostgreSQL's error
+    // for its DEALLOCATE, once.
+    sent = c.send(query("DEALLOCATE q"));
+    REQUIRE(tags(sent) == "CPSQ");
+    auto got =
+        c.receive(reply('3') + error("25P02", "current transaction is aborted") + ready('E') +
+                  error("25P02", "current transaction is aborted") + ready('E'));
+    CHECK(tags(got) == "EZ");
+    CHECK(c.pendingReady == 0);
+    CHECK(s2.relay.idle());
   }
 
   TEST_CASE("relay: a Sync pipelined before COPY data gets no ReadyForQuery of its own") {

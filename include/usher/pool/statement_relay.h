@@ -85,6 +85,7 @@ struct PendingOp {
   bool preparesOnServer = false;  // a Parse of `stmt` under usher's name
   bool deallocate = false;        // an Execute of DEALLOCATE name, run as an empty statement
   bool ignored = false;           // a Sync the server ignores (sent during COPY FROM STDIN)
+  bool quiet = false;             // Injected before a simple query: an error is not the client's
   char sqlstate[6] = {};          // Failing: the error to give
   uint64_t segment = 0;           // Syncs sent before this operation
   uint64_t gen = 0;               // unnamed statement generation (undo)
