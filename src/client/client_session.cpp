@@ -641,7 +641,9 @@ void ClientSession::processMessages() {
     if (server_->relayActive()) {
       step = server_->relay().onClientMessage(h);
       if (step == pool::StatementRelay::Step::NeedMore) {
-        in.ensureWritable(h.frameSize() - avail);
+        // A Bind is needed only up to its two names; its parameters may be huge.
+        size_t need = h.frameSize() - avail;
+        in.ensureWritable(h.tag == fe::kBind ? std::min<size_t>(need, 1024) : need);
         break;
       }
     }

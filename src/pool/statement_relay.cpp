@@ -190,6 +190,7 @@ StatementRelay::Step StatementRelay::onClientMessage(const FrameHeader& h) {
       break;
     }
     case fe::kSync:
+      deallocPending_.clear();  // only the PQexecParams form: Parse, Bind, Execute, Sync
       queue(OpKind::Sync, OpSource::Client);
       ++segment_;
       skipping_ = false;  // the server stops discarding at this Sync
@@ -324,6 +325,7 @@ StatementRelay::Step StatementRelay::onBind(const FrameHeader& h, std::string_vi
     queue(OpKind::Bind, OpSource::Client);
     return Step::Forward;
   }
+  deallocPending_.clear();  // the Execute that follows runs another statement
   const StmtRef* found = names().find(b.statement);
   if (!found) {
     fail("26000", quotedName("prepared statement", b.statement, "does not exist"));

@@ -28,6 +28,7 @@ the pooler's.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 import shutil
@@ -552,3 +553,15 @@ def test_psycopg_statement_mode(pg, usher):
         t.join()
     assert not errors, errors[:5]
     assert len(pids) == POOL_SIZE, f"clients ran on {len(pids)} servers"
+
+
+@pytest.mark.timeout(60)
+def test_large_parameters_through_a_named_statement(pg, usher):
+    """A Bind far larger than usher's read buffer: only its header and names are rewritten, the
+    parameters stream through. Checked by the server's md5 of what it received."""
+    pooler = usher(pool_mode="transaction", pool_size=1, default_pool_size=1)
+    with psycopg.connect(pooler.conninfo(USER, DB), autocommit=True, prepare_threshold=0) as conn:
+        for size in (100, 70_000, 3_000_000):
+            blob = ("usher-" * (size // 6 + 1))[:size]
+            got = conn.execute("SELECT md5(%s::text), length(%s::text)", (blob, blob)).fetchone()
+            assert got == (hashlib.md5(blob.encode()).hexdigest(), size)
