@@ -63,3 +63,19 @@ def test_show_servers_marks_a_server_holding_session_state(pg, usher):
         assert len(servers) == 1, res.stdout
         assert servers[0]["close_needed"] == "1", servers
         a.rollback()
+
+
+def test_notification_in_the_middle_of_a_reply_reaches_its_client(pg, usher):
+    """Asynchronous messages pass through the statement relay wherever they fall: a backend's
+    own NOTIFY is delivered at COMMIT, between CommandComplete and ReadyForQuery."""
+    pooler = usher(pool_mode="transaction", pool_size=1)
+    with pooler.connect(USER, DB, autocommit=False, prepare_threshold=0) as a:
+        got = []
+        a.add_notify_handler(lambda n: got.append((n.channel, n.payload)))
+        a.execute("LISTEN tenant_events")
+        a.execute("SELECT pg_notify('tenant_events', %s)", ("hello",))
+        a.commit()
+        assert got == [("tenant_events", "hello")]
+        # The relay's bookkeeping stayed in step: prepared statements still work.
+        with a.transaction():
+            assert a.execute("SELECT %s::int + 1", (41,)).fetchone() == (42,)
