@@ -626,6 +626,7 @@ void ClientSession::processMessages() {
       close("client close request");
       return;
     }
+    if (!server_ && answerParseWithoutServer(h, avail)) continue;
     if (!server_) {
       // First message of a transaction: get a server. acquire() may link one right away.
       waitStartUs_ = monotonicMicros();
@@ -686,8 +687,35 @@ void ClientSession::processMessages() {
   if (server_ && server_->relayActive() && server_->relay().emitDue()) server_->flushToClient();
   if (server_ && (toServer_.ready > 0 || server_->socket().hasPendingOutput()))
     flushToServer();
+  else if (!server_ && sock_.hasPendingOutput())
+    flushOwnOutput();  // replies usher gave without a server
   else if (in.empty() && !server_)
     sock_.releaseBuffers(worker_.buffers());
+}
+
+bool ClientSession::answerParseWithoutServer(const FrameHeader& h, size_t avail) {
+  // This is how pgbench's PQprepare and most drivers prepare: Parse then Sync, waiting for the
+  // answer. Taking a server for it costs a round trip, and can stall a client thread that holds
+  // another server in a transaction (pgbench -M prepared, more clients per thread than servers).
+  if (h.tag != fe::kParse || !pool_ || !pool_->mapsStatements()) return false;
+  if (toServer_.ready != 0 || avail < h.frameSize() + 5) return false;
+  const uint8_t* at = sock_.in.readPtr();
+  if (at[h.frameSize()] != fe::kSync || std::memcmp(at + h.frameSize() + 1, "\0\0\0\4", 4) != 0)
+    return false;
+  pool::ParseMessage m;
+  std::string_view payload(reinterpret_cast<const char*>(at) + 5, h.payloadSize());
+  if (!pool::parseParse(payload, m) || m.name.empty()) return false;
+  if (statements_ && statements_->find(m.name)) return false;  // 42P05 comes from the relay
+  pool::StmtRef stmt = pool_->statements.findProvenValid(m.body);
+  if (!stmt) return false;
+  if (!statements_) statements_ = std::make_unique<pool::ClientStatements>();
+  statements_->named.emplace(std::string(m.name), std::move(stmt));
+  sock_.in.consume(h.frameSize() + 5);
+  ++pool_->stats.clientParses;
+  protocol::MessageWriter(sock_.out).begin(protocol::be::kParseComplete).end();
+  protocol::writeReadyForQuery(sock_.out, 'I');  // between transactions: idle
+  lastReadyMs_ = worker_.nowMs();
+  return true;
 }
 
 void ClientSession::requestStarted() {

@@ -33,6 +33,12 @@ StmtRef StatementRegistry::intern(std::string_view body) {
   return StmtRef(s);
 }
 
+StmtRef StatementRegistry::findProvenValid(std::string_view body) const {
+  auto it = byBody_.find(body);
+  if (it == byBody_.end() || !it->second->provenValid()) return {};
+  return StmtRef(it->second);
+}
+
 void StatementRegistry::retire(Statement& s) {
   if (s.retired_) return;
   s.retired_ = true;

@@ -607,6 +607,7 @@ StatementRelay::Reply StatementRelay::succeed() {
   if (op.preparesOnServer) {
     auto it = onServer_.find(op.stmt.get());
     if (it != onServer_.end() && it->second.segment == op.segment) it->second.confirmed = true;
+    op.stmt->markProvenValid();
   }
   Reply r = op.source == OpSource::Client ? Reply::Forward : Reply::Drop;
   ops_.pop();

@@ -15,6 +15,7 @@
 #include "usher/pool/param_set.h"
 #include "usher/pool/prepared.h"
 #include "usher/pool/statement_relay.h"
+#include "usher/protocol/framer.h"
 
 namespace usher::net {
 class Worker;
@@ -125,6 +126,9 @@ class ClientSession final : public net::SocketOwner {
   void processConsole();
   bool peerIsOwner() const;
   void requestStarted();
+  // A named Parse + Sync between transactions, of SQL a server of the pool already accepted:
+  // answered without taking a server. False (nothing consumed) when it does not apply.
+  bool answerParseWithoutServer(const protocol::FrameHeader& h, size_t avail);
   void writeWelcome();
 
   net::Worker& worker_;

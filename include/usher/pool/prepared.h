@@ -24,6 +24,9 @@ class Statement {
   std::string_view body() const { return body_; }
   const std::string& serverName() const { return serverName_; }
   uint64_t id() const { return id_; }
+  // A server accepted it once: the SQL parses (usher may then answer a lone Parse + Sync).
+  bool provenValid() const { return provenValid_; }
+  void markProvenValid() { provenValid_ = true; }
 
  private:
   friend class StmtRef;
@@ -34,6 +37,7 @@ class Statement {
   std::string serverName_;
   uint32_t refs_ = 0;
   bool retired_ = false;  // no longer found by body (its plan went stale); lives on for holders
+  bool provenValid_ = false;
 };
 
 // Counted reference to a Statement; the last one frees it. Single-threaded (one worker).
@@ -68,6 +72,8 @@ class StatementRegistry {
   ~StatementRegistry();
 
   StmtRef intern(std::string_view body);
+  // The statement with this body if a server has already accepted it, else null.
+  StmtRef findProvenValid(std::string_view body) const;
   // The server reported the statement's cached plan stale: the next Parse of the same body gets a
   // fresh statement (and a fresh server-side name), as a client re-preparing expects.
   void retire(Statement& s);
