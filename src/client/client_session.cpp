@@ -591,6 +591,7 @@ void ClientSession::processMessages() {
   }
   if (processing_) return;  // the outer call's loop picks the new state up
   processing_ = true;
+  blockedOnRelay_ = false;
   auto& in = sock_.in;
   const uint32_t maxPacket = worker_.config().maxPacketSize;
   while (state_ == ClientState::Idle || state_ == ClientState::Linked) {
@@ -641,6 +642,10 @@ void ClientSession::processMessages() {
     auto step = pool::StatementRelay::Step::Forward;
     if (server_->relayActive()) {
       step = server_->relay().onClientMessage(h);
+      if (step == pool::StatementRelay::Step::Wait) {
+        blockedOnRelay_ = true;  // the server's replies resume us (ServerSession::processActive)
+        break;
+      }
       if (step == pool::StatementRelay::Step::NeedMore) {
         // A Bind is needed only up to its two names; its parameters may be huge.
         size_t need = h.frameSize() - avail;

@@ -563,6 +563,8 @@ void ServerSession::processActive() {
     }
   }
   flushToClient();
+  // A client message that named a statement whose Parse was still unanswered may go on now.
+  if (client_ && client_->blockedOnRelay()) client_->resumeAfterRelay();
 }
 
 void ServerSession::flushToClient() {

@@ -50,15 +50,19 @@ void writeRenamedError(IoBuffer& out, std::string_view payload, std::string_view
 }
 
 // Whether a query may contain DEALLOCATE (ASCII, any case): a cheap filter before parsing.
-bool mentionsDeallocate(std::string_view sql) {
-  constexpr std::string_view kWord = "deallocate";
-  for (size_t i = 0; i + kWord.size() <= sql.size(); ++i) {
-    if ((sql[i] | 0x20) != 'd') continue;
+bool mentions(std::string_view sql, std::string_view word) {
+  for (size_t i = 0; i + word.size() <= sql.size(); ++i) {
+    if ((sql[i] | 0x20) != word[0]) continue;
     size_t k = 1;
-    while (k < kWord.size() && (sql[i + k] | 0x20) == kWord[k]) ++k;
-    if (k == kWord.size()) return true;
+    while (k < word.size() && (sql[i + k] | 0x20) == word[k]) ++k;
+    if (k == word.size()) return true;
   }
   return false;
+}
+
+// Whether a query may drop prepared statements (DEALLOCATE, DISCARD ALL): a cheap filter.
+bool mayDropStatements(std::string_view sql) {
+  return mentions(sql, "deallocate") || mentions(sql, "discard");
 }
 
 std::string quotedName(std::string_view what, std::string_view name, std::string_view rest) {
@@ -85,6 +89,7 @@ PendingOp& OpQueue::push() {
   op.deallocate = false;
   op.ignored = false;
   op.quiet = false;
+  op.dropsNames = false;
   op.sqlstate[0] = '\0';
   op.segment = op.gen = 0;
   op.stmt.reset();
@@ -201,8 +206,23 @@ StatementRelay::Step StatementRelay::onClientMessage(const FrameHeader& h) {
     default:
       break;  // Flush, CopyData/CopyDone/CopyFail: no reply of their own
   }
-  if (step != Step::NeedMore) settleSkipped();
+  if (step != Step::NeedMore && step != Step::Wait) settleSkipped();
   return step;
+}
+
+bool StatementRelay::fateUnknown(std::string_view name) {
+  if (namesInDoubt_ > 0) return true;
+  auto* n = namesIfAny();
+  if (!n || n->unconfirmed.empty()) return false;
+  auto it = n->unconfirmed.find(name);
+  return it != n->unconfirmed.end() && it->second < segment_;
+}
+
+void StatementRelay::confirmName(const PendingOp& op) {
+  auto* n = attached() ? namesIfAny() : nullptr;
+  if (!n || op.undo != OpUndo::ForgetNamed) return;
+  auto it = n->unconfirmed.find(op.text);
+  if (it != n->unconfirmed.end() && it->second == op.segment) n->unconfirmed.erase(it);
 }
 
 StatementRelay::Step StatementRelay::onQuery(const FrameHeader& h, std::string_view payload,
@@ -211,30 +231,42 @@ StatementRelay::Step StatementRelay::onQuery(const FrameHeader& h, std::string_v
   unnamedGen_ = 0;
   auto* n = namesIfAny();
   if (n) n->unnamedGen = 0;
-  if (!n || n->named.empty() || !mentionsDeallocate(payload)) {
+  if (!n || n->named.empty() || !mayDropStatements(payload)) {
     queue(OpKind::Query, OpSource::Client);
     return Step::Forward;
   }
   if (!whole) return h.payloadSize() <= 64 * 1024 ? Step::NeedMore : Step::Forward;
+  // Until it has run, no name of the client is known to exist: what the client pipelines after
+  // it that names a statement waits for its ReadyForQuery.
+  auto queueBarrier = [&]() -> PendingOp& {
+    auto& op = queue(OpKind::Query, OpSource::Client);
+    op.dropsNames = true;
+    ++namesInDoubt_;
+    return op;
+  };
   // DEALLOCATE of a protocol-level name: the client's name goes, and the server deallocates
   // usher's statement instead (prepared here first if need be), which gives the client the same
   // command tag, and the same 25P02 in a failed transaction, as PostgreSQL.
   std::string_view sql(payload.data(), payload.empty() ? 0 : payload.size() - 1);
   std::string rewritten;
   std::vector<StmtRef> dropped;
+  std::string names;  // the client names, NUL-separated: each goes at its CommandComplete
   size_t copied = 0;
+  bool wait = false;
   forEachStatement(sql, [&](size_t offset, size_t length) {
     if (!parseDeallocate(sql.substr(offset, length), deallocName_)) return;
+    wait = wait || fateUnknown(deallocName_);
     auto it = n->named.find(deallocName_);
     if (it == n->named.end()) return;
     rewritten.append(sql.substr(copied, offset - copied));
     rewritten.append(" DEALLOCATE ").append(it->second->serverName());
     copied = offset + length;
-    dropped.push_back(std::move(it->second));
-    n->named.erase(it);
+    dropped.push_back(it->second);
+    names.append(it->first).push_back('\0');
   });
+  if (wait) return Step::Wait;  // whether the name exists depends on a Parse still unanswered
   if (dropped.empty()) {
-    queue(OpKind::Query, OpSource::Client);
+    queueBarrier();
     return Step::Forward;
   }
   rewritten.append(sql.substr(copied));
@@ -252,7 +284,7 @@ StatementRelay::Step StatementRelay::onQuery(const FrameHeader& h, std::string_v
   discardClientMessage(h.frameSize());
   protocol::writeQuery(toServer(), rewritten);
   for (const auto& stmt : dropped) onServer_.erase(stmt.get());
-  queue(OpKind::Query, OpSource::Client);
+  queueBarrier().text = std::move(names);
   return Step::Consumed;
 }
 
@@ -282,13 +314,20 @@ StatementRelay::Step StatementRelay::onParse(const FrameHeader& h, std::string_v
     n.unnamedBody.assign(m.body);
     return Step::Forward;
   }
+  if (fateUnknown(m.name)) return Step::Wait;
   if (n.find(m.name)) {
-    fail("42P05", quotedName("prepared statement", m.name, "already exists"));
+    // PostgreSQL parses and analyses the query before it finds the name taken: parse it as the
+    // unnamed statement first, so a syntax error or a missing table is reported as it would be.
     discardClientMessage(h.frameSize());
+    protocol::MessageWriter(toServer()).begin(fe::kParse).cstr("").raw(m.body).end();
+    queue(OpKind::Parse, OpSource::Injected);
+    unnamedGen_ = 0;
+    fail("42P05", quotedName("prepared statement", m.name, "already exists"));
     return Step::Consumed;
   }
   StmtRef stmt = server_.registry->intern(m.body);
   n.named.emplace(std::string(m.name), stmt);
+  n.unconfirmed.insert_or_assign(std::string(m.name), segment_);
   auto it = onServer_.find(stmt.get());
   if (it != onServer_.end() && (it->second.confirmed || it->second.segment == segment_)) {
     // Already prepared here. The server still answers this Parse, as the unnamed statement:
@@ -326,6 +365,7 @@ StatementRelay::Step StatementRelay::onBind(const FrameHeader& h, std::string_vi
     return Step::Forward;
   }
   deallocPending_.clear();  // the Execute that follows runs another statement
+  if (fateUnknown(b.statement)) return Step::Wait;
   const StmtRef* found = names().find(b.statement);
   if (!found) {
     fail("26000", quotedName("prepared statement", b.statement, "does not exist"));
@@ -349,7 +389,9 @@ StatementRelay::Step StatementRelay::onBind(const FrameHeader& h, std::string_vi
   size_t have = std::min(rest, in.readable());
   client_.toServer->ready += have;
   client_.toServer->passthrough = uint32_t(rest - have);
-  queue(OpKind::Bind, OpSource::Client).stmt = std::move(stmt);
+  auto& op = queue(OpKind::Bind, OpSource::Client);
+  op.stmt = std::move(stmt);
+  op.text.assign(b.statement);  // for errors (reuses the slot's capacity: no allocation)
   return Step::Consumed;
 }
 
@@ -369,6 +411,7 @@ StatementRelay::Step StatementRelay::onDescribe(const FrameHeader& h, std::strin
     queue(OpKind::DescribeStatement, OpSource::Client);
     return Step::Forward;
   }
+  if (fateUnknown(t.name)) return Step::Wait;
   const StmtRef* found = names().find(t.name);
   if (!found) {
     fail("26000", quotedName("prepared statement", t.name, "does not exist"));
@@ -379,7 +422,9 @@ StatementRelay::Step StatementRelay::onDescribe(const FrameHeader& h, std::strin
   ensureOnServer(stmt);
   discardClientMessage(h.frameSize());
   protocol::MessageWriter(toServer()).begin(fe::kDescribe).u8('S').cstr(stmt->serverName()).end();
-  queue(OpKind::DescribeStatement, OpSource::Client).stmt = std::move(stmt);
+  auto& op = queue(OpKind::DescribeStatement, OpSource::Client);
+  op.stmt = std::move(stmt);
+  op.text.assign(t.name);
   return Step::Consumed;
 }
 
@@ -547,7 +592,19 @@ StatementRelay::Reply StatementRelay::onServerMessage(char tag, std::string_view
       if (command == "DEALLOCATE ALL" || command == "DISCARD ALL") {
         // Every statement of the session is gone, the shared ones included.
         forgetServerStatements();
-        if (auto* n = namesIfAny()) n->named.clear();
+        if (auto* n = namesIfAny()) {
+          n->named.clear();
+          n->unconfirmed.clear();
+        }
+      } else if (command == "DEALLOCATE" && op.kind == OpKind::Query && !op.text.empty()) {
+        // One of the client's names rewritten in this query: gone now (not if the query failed
+        // before reaching it).
+        size_t end = op.text.find('\0');
+        if (auto* n = namesIfAny()) {
+          auto it = n->named.find(std::string_view(op.text).substr(0, end));
+          if (it != n->named.end()) n->named.erase(it);
+        }
+        op.text.erase(0, end + 1);
       } else if (command == "PREPARE") {
         sqlPrepared_ = true;
       } else if (command == "LISTEN") {
@@ -593,6 +650,7 @@ StatementRelay::Reply StatementRelay::onServerMessage(char tag, std::string_view
         OpKind k = ops_.front().kind;
         bool ends = (k == OpKind::Sync && !ops_.front().ignored) || isRequest(k);
         bool ours = ops_.front().source == OpSource::Injected;
+        if (ops_.front().dropsNames) --namesInDoubt_;
         ops_.pop();
         if (ends) return ours ? Reply::Drop : Reply::Forward;
       }
@@ -609,6 +667,7 @@ StatementRelay::Reply StatementRelay::succeed() {
     if (it != onServer_.end() && it->second.segment == op.segment) it->second.confirmed = true;
     op.stmt->markProvenValid();
   }
+  confirmName(op);
   Reply r = op.source == OpSource::Client ? Reply::Forward : Reply::Drop;
   ops_.pop();
   return r;
@@ -636,7 +695,10 @@ StatementRelay::Reply StatementRelay::failed(std::string_view payload) {
     // prepare it again next time.
     onServer_.erase(op.stmt.get());
     std::string_view name;
-    if (auto* n = namesIfAny()) name = n->nameOf(op.stmt.get());
+    if (!op.text.empty())
+      name = op.text;
+    else if (auto* n = namesIfAny())
+      name = n->nameOf(op.stmt.get());
     replaceWith("26000", quotedName("prepared statement", name, "does not exist"));
   } else if (op.stmt && f.sqlstate == "0A000" &&
              f.message.starts_with("cached plan must not change result type")) {
@@ -647,7 +709,9 @@ StatementRelay::Reply StatementRelay::failed(std::string_view payload) {
     // "bind message supplies 1 parameters, but prepared statement ... requires 2": in the
     // client's words.
     auto* n = namesIfAny();
-    std::string_view name = n ? n->nameOf(op.stmt.get()) : std::string_view{};
+    std::string_view name = !op.text.empty() ? std::string_view(op.text)
+                            : n              ? n->nameOf(op.stmt.get())
+                                             : std::string_view{};
     cutServerStream();
     writeRenamedError(*client_.out, payload, op.stmt->serverName(), name);
     r = Reply::Replace;
@@ -674,12 +738,14 @@ void StatementRelay::undo(PendingOp& op) {
       onServer_.erase(it);
   }
   if (op.undo == OpUndo::ForgetUnnamed && unnamedGen_ == op.gen) unnamedGen_ = 0;
+  if (op.dropsNames) --namesInDoubt_;  // skipped: it will not run
   auto* n = attached() ? namesIfAny() : nullptr;
   if (!n) return;
   switch (op.undo) {
     case OpUndo::None:
       break;
     case OpUndo::ForgetNamed: {
+      confirmName(op);  // its fate is known: it failed
       auto it = n->named.find(op.text);
       if (it != n->named.end() && it->second.get() == op.stmt.get()) n->named.erase(it);
       break;
@@ -699,8 +765,11 @@ void StatementRelay::undo(PendingOp& op) {
 // ---- link lifecycle ------------------------------------------------------------------------
 
 void StatementRelay::unlinked() {
+  // At a clean release every Parse was answered; after a lost server nothing is pending either.
+  if (auto* n = attached() ? namesIfAny() : nullptr) n->unconfirmed.clear();
   ops_.clear();
   skipping_ = false;
+  namesInDoubt_ = 0;
   client_ = {};
 }
 

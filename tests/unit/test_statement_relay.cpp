@@ -125,6 +125,7 @@ struct Client {
   std::unique_ptr<ClientStatements> names;
   size_t discard = 0;
   int pendingReady = 0;
+  bool blocked = false;
   Server* server = nullptr;
 
   void link(Server& s) {
@@ -153,6 +154,8 @@ struct Client {
               protocol::Decode::Ready);
       auto step = server->relay.onClientMessage(h);
       REQUIRE(step != StatementRelay::Step::NeedMore);
+      blocked = step == StatementRelay::Step::Wait;
+      if (blocked) break;  // resumed by receive(), as ServerSession::processActive does
       if (h.tag == 'S' || h.tag == 'Q') ++pendingReady;
       if (step == StatementRelay::Step::Consumed) continue;
       toServer.ready += h.frameSize();
@@ -192,8 +195,11 @@ struct Client {
       }
       s.toClient.ready += h.frameSize();
     }
-    return drain();
+    auto got = drain();
+    if (blocked) resumed = send("");
+    return got;
   }
+  std::vector<Msg> resumed;  // what a resumed send() sent the server
 
   std::vector<Msg> drain() {
     Server& s = *server;
@@ -313,9 +319,10 @@ TEST_SUITE("pool") {
     c.link(s);
     prepareOk(c, "d", "SELECT 1");
     auto sent = c.send(parse("d", "SELECT 2") + bind("d") + kExecute + kSync);
-    REQUIRE(tags(sent) == "BBES");  // a failing Bind stands in for the Parse
+    REQUIRE(tags(sent) == "PBBES");  // parsed unnamed, then a failing Bind stands in for it
     // The server fails the stand-in and skips to Sync, as it would have the real Parse.
-    auto got = c.receive(error("26000", "prepared statement \"\x01usher-missing\" does not exist") +
+    auto got = c.receive(reply('1') +
+                         error("26000", "prepared statement \"\x01usher-missing\" does not exist") +
                          ready());
     REQUIRE(tags(got) == "EZ");
     CHECK(errorText(got[0]) == "42P05 prepared statement \"d\" already exists");
@@ -336,6 +343,49 @@ TEST_SUITE("pool") {
     CHECK(s.relay.preparedCount() == 1);  // b never reached the server's table
     CHECK(s.relay.idle());
     CHECK(c.pendingReady == 0);
+  }
+
+  TEST_CASE("relay: a Bind waits for the fate of a Parse sent before an earlier Sync") {
+    Pool pool;
+    Server s(pool);
+    Client c;
+    c.link(s);
+    // One write: an unknown name fails the first segment, so PostgreSQL skips the Parse of s0;
+    // the Bind of s0 after the Sync must then fail too, not find a statement usher prepared.
+    auto sent =
+        c.send(bind("nope") + parse("s0", "SELECT 0") + kSync + bind("s0") + kExecute + kSync);
+    CHECK(tags(sent) == "BCPS");  // the Bind of s0 is held back
+    CHECK(c.blocked);
+    auto got = c.receive(error("26000", "prepared statement \"\x01usher-missing\" does not exist") +
+                         ready());
+    CHECK(tags(got) == "EZ");
+    // Resumed: s0 does not exist, so its Bind fails as in PostgreSQL.
+    CHECK(tags(c.resumed) == "BES");
+    CHECK(c.resumed[0].payload.find("usher-missing") != std::string::npos);
+    got = c.receive(error("26000", "prepared statement \"\x01usher-missing\" does not exist") +
+                    ready());
+    REQUIRE(tags(got) == "EZ");
+    CHECK(errorText(got[0]) == "26000 prepared statement \"s0\" does not exist");
+  }
+
+  TEST_CASE("relay: a duplicate Parse reports a parse error first, as PostgreSQL") {
+    Pool pool;
+    Server s(pool);
+    Client c;
+    c.link(s);
+    prepareOk(c, "d", "SELECT 1");
+    auto sent = c.send(parse("d", "SELECT * FROM missing") + kSync);
+    REQUIRE(tags(sent) == "PBS");  // parsed as the unnamed statement, then the failing Bind
+    CHECK(nameIn(sent[0]).empty());
+    auto got = c.receive(error("42P01", "relation \"missing\" does not exist") + ready());
+    REQUIRE(tags(got) == "EZ");
+    CHECK(errorText(got[0]).starts_with("42P01"));
+    sent = c.send(parse("d", "SELECT 2") + kSync);
+    got = c.receive(reply('1') +
+                    error("26000", "prepared statement \"\x01usher-missing\" does not exist") +
+                    ready());
+    REQUIRE(tags(got) == "EZ");
+    CHECK(errorText(got[0]) == "42P05 prepared statement \"d\" already exists");
   }
 
   TEST_CASE("relay: a failed Parse leaves nothing, and the name can be parsed again") {
@@ -464,9 +514,16 @@ TEST_SUITE("pool") {
     auto sent = c.send(query("BEGIN; deallocate prepare P; COMMIT"));
     REQUIRE(tags(sent) == "Q");
     CHECK(sent[0].payload.find("DEALLOCATE usher_s") != std::string::npos);
-    CHECK(c.names->find("p") == nullptr);
     CHECK(s.relay.preparedCount() == 0);
-    c.receive(reply('C', "BEGIN") + reply('C', "DEALLOCATE") + reply('C', "COMMIT") + ready());
+    CHECK(c.names->find("p") != nullptr);  // gone only once the server has run it
+    c.receive(reply('C', std::string("BEGIN\0", 6)) + reply('C', std::string("DEALLOCATE\0", 11)) +
+              reply('C', std::string("COMMIT\0", 7)) + ready());
+    CHECK(c.names->find("p") == nullptr);
+    // A query that fails before its DEALLOCATE leaves the name, as in PostgreSQL.
+    prepareOk(c, "r", "SELECT 3");
+    c.send(query("SELECT 1/0; DEALLOCATE r"));
+    c.receive(error("22012", "division by zero") + ready());
+    CHECK(c.names->find("r") != nullptr);
 
     prepareOk(c, "q", "SELECT 2");
     c.send(query("DEALLOCATE ALL"));

@@ -96,6 +96,9 @@ class ClientSession final : public net::SocketOwner {
   void serverLost(std::string_view reason);  // the linked server closed under us
   // Server → client: scan what the client sent and forward it (after a release or Setup).
   void processPending();
+  // A message waits for the server to answer an earlier Parse (StatementRelay::Step::Wait).
+  bool blockedOnRelay() const { return blockedOnRelay_; }
+  void resumeAfterRelay() { processMessages(); }
   // Sends own output and the approved bytes to the server; called again when it drains.
   void flushToServer();
   // Ends the session with an ErrorResponse (severity FATAL). Logged once, counted, closed.
@@ -146,7 +149,8 @@ class ClientSession final : public net::SocketOwner {
   bool unsynced_ = false;
   size_t discard_ = 0;
   std::unique_ptr<pool::ClientStatements> statements_;
-  bool processing_ = false;  // inside processMessages(): re-entrant calls only note more work
+  bool processing_ = false;      // inside processMessages(): re-entrant calls only note more work
+  bool blockedOnRelay_ = false;  // a message waits for the server's answer to an earlier Parse
   int sslAnswers_ = 0;
   bool overLimit_ = false;
   int peerUid_ = -1;

@@ -104,6 +104,8 @@ struct ClientStatements {
   // (0 = the client has none).
   std::string unnamedBody;
   uint64_t unnamedGen = 0;
+  // Names whose Parse the server has not answered yet, with the Sync segment it was sent in.
+  std::unordered_map<std::string, uint64_t, NameHash, std::equal_to<>> unconfirmed;
 
   const StmtRef* find(std::string_view name) const {
     auto it = named.find(name);

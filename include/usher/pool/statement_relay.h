@@ -85,6 +85,7 @@ struct PendingOp {
   bool preparesOnServer = false;  // a Parse of `stmt` under usher's name
   bool deallocate = false;        // an Execute of DEALLOCATE name, run as an empty statement
   bool ignored = false;           // a Sync the server ignores (sent during COPY FROM STDIN)
+  bool dropsNames = false;        // a Query that may DEALLOCATE / DISCARD the client's names
   bool quiet = false;             // Injected before a simple query: an error is not the client's
   char sqlstate[6] = {};          // Failing: the error to give
   uint64_t segment = 0;           // Syncs sent before this operation
@@ -131,6 +132,8 @@ class StatementRelay {
     Forward,   // approve the message as it is
     NeedMore,  // the whole message is needed first
     Consumed,  // the relay took care of it (rewritten, answered or discarded)
+    Wait,      // it names a statement whose Parse, before an earlier Sync, has no answer yet:
+               // whether it exists depends on that answer; process it once the answer is in
   };
   // Called for every client message at a message boundary, before it is approved.
   Step onClientMessage(const protocol::FrameHeader& h);
@@ -197,6 +200,9 @@ class StatementRelay {
   Step onClose(const protocol::FrameHeader& h, std::string_view payload);
   Step onQuery(const protocol::FrameHeader& h, std::string_view payload, bool whole);
   bool unnamedUsable();
+  // The name was parsed before an earlier Sync and the server has not said whether it worked.
+  bool fateUnknown(std::string_view name);
+  void confirmName(const PendingOp& op);
   bool ensureUnnamed();
 
   // A reply completed `op` (success); `Drop` for usher's own.
@@ -214,6 +220,7 @@ class StatementRelay {
   uint64_t useClock_ = 0;
   uint64_t segment_ = 0;     // Syncs sent on this server
   uint64_t unnamedGen_ = 0;  // whose unnamed statement the server holds (0: nobody's)
+  int namesInDoubt_ = 0;     // such Queries not yet answered
   bool skipping_ = false;    // the server discards until the next Sync we send
   bool sqlPrepared_ = false;
   bool setSeen_ = false;        // CommandComplete "SET" since the last ReadyForQuery
