@@ -86,9 +86,9 @@ PendingOp& OpQueue::push() {
   ++count_;
   op.undo = OpUndo::None;
   op.preparesOnServer = false;
-  op.deallocate = false;
   op.ignored = false;
   op.quiet = false;
+  op.serverUnnamed = false;
   op.dropsNames = false;
   op.sqlstate[0] = '\0';
   op.segment = op.gen = 0;
@@ -155,6 +155,7 @@ void StatementRelay::settleSkipped() {
     PendingOp& op = ops_.back();
     if (isRequest(op.kind)) forgetRequest();
     undo(op);
+    if (op.dropsNames) --namesInDoubt_;
     ops_.popBack();
   }
 }
@@ -188,8 +189,17 @@ StatementRelay::Step StatementRelay::onClientMessage(const FrameHeader& h) {
     case fe::kExecute: {
       auto& op = queue(OpKind::Execute, OpSource::Client);
       if (!deallocPending_.empty()) {
-        op.deallocate = true;
-        if (auto* n = namesIfAny()) n->named.erase(deallocPending_);
+        // Like a Close: the name goes now for what follows in this Sync segment, comes back if
+        // the server skips or fails the Execute, and is in doubt for later segments until then.
+        if (auto* n = namesIfAny()) {
+          if (auto it = n->named.find(deallocPending_); it != n->named.end()) {
+            op.undo = OpUndo::RestoreNamed;
+            op.text = deallocPending_;
+            op.stmt = std::move(it->second);
+            n->named.erase(it);
+            n->unconfirmed.insert_or_assign(deallocPending_, segment_);
+          }
+        }
         deallocPending_.clear();
       }
       break;
@@ -220,7 +230,7 @@ bool StatementRelay::fateUnknown(std::string_view name) {
 
 void StatementRelay::confirmName(const PendingOp& op) {
   auto* n = attached() ? namesIfAny() : nullptr;
-  if (!n || op.undo != OpUndo::ForgetNamed) return;
+  if (!n || (op.undo != OpUndo::ForgetNamed && op.undo != OpUndo::RestoreNamed)) return;
   auto it = n->unconfirmed.find(op.text);
   if (it != n->unconfirmed.end() && it->second == op.segment) n->unconfirmed.erase(it);
 }
@@ -231,26 +241,35 @@ StatementRelay::Step StatementRelay::onQuery(const FrameHeader& h, std::string_v
   unnamedGen_ = 0;
   auto* n = namesIfAny();
   if (n) n->unnamedGen = 0;
-  if (!n || n->named.empty() || !mayDropStatements(payload)) {
-    queue(OpKind::Query, OpSource::Client);
-    return Step::Forward;
-  }
-  if (!whole) return h.payloadSize() <= 64 * 1024 ? Step::NeedMore : Step::Forward;
-  // Until it has run, no name of the client is known to exist: what the client pipelines after
-  // it that names a statement waits for its ReadyForQuery.
+  // A query that may DEALLOCATE or DISCARD drops statements on the server (shared ones too) and
+  // maybe the client's names: until it has run, what the client pipelines after it that uses a
+  // statement waits for its ReadyForQuery. Whether it may is read from the whole text.
   auto queueBarrier = [&]() -> PendingOp& {
     auto& op = queue(OpKind::Query, OpSource::Client);
     op.dropsNames = true;
     ++namesInDoubt_;
     return op;
   };
-  // DEALLOCATE of a protocol-level name: the client's name goes, and the server deallocates
-  // usher's statement instead (prepared here first if need be), which gives the client the same
-  // command tag, and the same 25P02 in a failed transaction, as PostgreSQL.
+  if (!whole) {
+    if (h.payloadSize() <= 64 * 1024) return Step::NeedMore;
+    queueBarrier();  // too large to hold: assume the worst
+    return Step::Forward;
+  }
+  if (!mayDropStatements(payload)) {
+    queue(OpKind::Query, OpSource::Client);
+    return Step::Forward;
+  }
+  if (!n || n->named.empty()) {
+    queueBarrier();
+    return Step::Forward;
+  }
+  // DEALLOCATE of a protocol-level name: the client's name goes (at its CommandComplete), and
+  // the server deallocates a stand-in, so the client gets PostgreSQL's command tag and, in a
+  // failed transaction, its 25P02 -- while the statement stays for the clients that share it.
   std::string_view sql(payload.data(), payload.empty() ? 0 : payload.size() - 1);
   std::string rewritten;
-  std::vector<StmtRef> dropped;
-  std::string names;  // the client names, NUL-separated: each goes at its CommandComplete
+  int standIns = 0;
+  std::string names;  // the client names, NUL-separated, in the order the query drops them
   size_t copied = 0;
   bool wait = false;
   forEachStatement(sql, [&](size_t offset, size_t length) {
@@ -258,32 +277,27 @@ StatementRelay::Step StatementRelay::onQuery(const FrameHeader& h, std::string_v
     wait = wait || fateUnknown(deallocName_);
     auto it = n->named.find(deallocName_);
     if (it == n->named.end()) return;
+    // Named twice: the second, as written, fails as PostgreSQL's would ("does not exist").
+    std::string_view dropped(names);
+    for (size_t at = 0; at < dropped.size();) {
+      size_t end = dropped.find('\0', at);
+      if (dropped.substr(at, end - at) == deallocName_) return;
+      at = end + 1;
+    }
     rewritten.append(sql.substr(copied, offset - copied));
-    rewritten.append(" DEALLOCATE ").append(it->second->serverName());
+    rewritten.append(" DEALLOCATE ").append(standInName(++standIns));
     copied = offset + length;
-    dropped.push_back(it->second);
     names.append(it->first).push_back('\0');
   });
   if (wait) return Step::Wait;  // whether the name exists depends on a Parse still unanswered
-  if (dropped.empty()) {
+  if (standIns == 0) {
     queueBarrier();
     return Step::Forward;
   }
   rewritten.append(sql.substr(copied));
-  // Statements this server lacks are prepared first, in a Sync of usher's own: an error there
-  // would otherwise make the server skip the client's simple query, which no Sync follows. The
-  // query then gives the client PostgreSQL's own error (25P02 in a failed transaction).
-  size_t before = ops_.size();
-  for (const auto& stmt : dropped) ensureOnServer(stmt);
-  if (ops_.size() > before) {
-    for (size_t i = before; i < ops_.size(); ++i) ops_.at(i).quiet = true;
-    protocol::MessageWriter(toServer()).begin(fe::kSync).end();
-    queue(OpKind::Sync, OpSource::Injected);
-    ++segment_;
-  }
   discardClientMessage(h.frameSize());
+  prepareStandIns(standIns);
   protocol::writeQuery(toServer(), rewritten);
-  for (const auto& stmt : dropped) onServer_.erase(stmt.get());
   queueBarrier().text = std::move(names);
   return Step::Consumed;
 }
@@ -293,26 +307,35 @@ StatementRelay::Step StatementRelay::onParse(const FrameHeader& h, std::string_v
   if (!parseParse(payload, m)) return Step::Forward;  // the server reports what is wrong
   auto& n = names();
   if (m.name.empty()) {
-    // Forwarded as it is; remembered so a Bind after a Sync can re-parse it on another server.
+    // DEALLOCATE of a client's name through the extended protocol (PQexecParams), first in its
+    // Sync segment: it deallocates a stand-in instead, and the client's name goes at Execute.
+    std::string_view sql = m.body.substr(0, m.body.find('\0'));
+    deallocPending_.clear();
+    bool segmentStart = !skipping_ && (ops_.empty() || ops_.back().kind == OpKind::Sync ||
+                                       isRequest(ops_.back().kind));
+    bool deallocate = !sql.empty() && (sql[0] | 0x20) == 'd' &&
+                      parseDeallocate(sql, deallocName_) && n.find(deallocName_);
+    if (deallocate && fateUnknown(deallocName_)) return Step::Wait;
     uint64_t gen = server_.registry->nextGeneration();
+    // The one it replaces comes back if the server skips this Parse (an earlier error).
+    std::swap(n.previousUnnamedBody, n.unnamedBody);
+    n.previousUnnamedGen = n.unnamedGen;
+    if (deallocate && segmentStart) {
+      deallocPending_ = deallocName_;
+      discardClientMessage(h.frameSize());
+      prepareStandIns(1);
+      n.unnamedBody.assign("DEALLOCATE ").append(standInName(1));
+      n.unnamedBody.append(m.body.substr(sql.size()));  // its NUL and the parameter types
+      protocol::MessageWriter(toServer()).begin(fe::kParse).cstr("").raw(n.unnamedBody).end();
+    } else {
+      // Forwarded as it is; remembered so a Bind after a Sync can re-parse it on another server.
+      n.unnamedBody.assign(m.body);
+    }
     n.unnamedGen = unnamedGen_ = gen;
     auto& op = queue(OpKind::Parse, OpSource::Client);
     op.undo = OpUndo::ForgetUnnamed;
     op.gen = gen;
-    // DEALLOCATE of a client's name through the extended protocol (PQexecParams): as for a
-    // simple query, the server runs an empty statement and the client's name goes at Execute.
-    std::string_view sql = m.body.substr(0, m.body.find('\0'));
-    deallocPending_.clear();
-    if (!sql.empty() && (sql[0] | 0x20) == 'd' && parseDeallocate(sql, deallocName_) &&
-        n.find(deallocName_)) {
-      deallocPending_ = deallocName_;
-      n.unnamedBody.assign(m.body.substr(sql.size()));  // "" and the parameter types
-      discardClientMessage(h.frameSize());
-      protocol::MessageWriter(toServer()).begin(fe::kParse).cstr("").raw(n.unnamedBody).end();
-      return Step::Consumed;
-    }
-    n.unnamedBody.assign(m.body);
-    return Step::Forward;
+    return deallocPending_.empty() ? Step::Forward : Step::Consumed;
   }
   if (fateUnknown(m.name)) return Step::Wait;
   if (n.find(m.name)) {
@@ -449,9 +472,33 @@ StatementRelay::Step StatementRelay::onClose(const FrameHeader& h, std::string_v
     op.text.assign(t.name);
     op.stmt = std::move(it->second);
     n.named.erase(it);
+    // Until its turn comes (or an error skips it), whether the name is gone is not known.
+    n.unconfirmed.insert_or_assign(std::string(t.name), segment_);
   }
   discardClientMessage(h.frameSize());
   return Step::Consumed;
+}
+
+std::string StatementRelay::standInName(int k) {
+  return "usher_dealloc_" + std::to_string(k);
+}
+
+void StatementRelay::prepareStandIns(int count) {
+  // Prepared in a Sync of usher's own: an error there must not make the server skip the
+  // client's query. The replies are usher's; in a failed transaction the Parse fails quietly
+  // and the client's DEALLOCATE gets PostgreSQL's 25P02 itself.
+  cutClientStream();
+  auto& out = toServer();
+  for (int k = 1; k <= count; ++k) {
+    std::string name = standInName(k);
+    protocol::MessageWriter(out).begin(fe::kClose).u8('S').cstr(name).end();
+    queue(OpKind::Close, OpSource::Injected).quiet = true;
+    protocol::MessageWriter(out).begin(fe::kParse).cstr(name).cstr("SELECT").i16(0).end();
+    queue(OpKind::Parse, OpSource::Injected).quiet = true;
+  }
+  protocol::MessageWriter(out).begin(fe::kSync).end();
+  queue(OpKind::Sync, OpSource::Injected);
+  ++segment_;
 }
 
 bool StatementRelay::ensureUnnamed() {
@@ -462,7 +509,9 @@ bool StatementRelay::ensureUnnamed() {
   // it): parse it here too, so its Bind never meets another client's unnamed statement.
   cutClientStream();
   protocol::MessageWriter(toServer()).begin(fe::kParse).cstr("").raw(n->unnamedBody).end();
-  queue(OpKind::Parse, OpSource::Injected);
+  auto& op = queue(OpKind::Parse, OpSource::Injected);
+  op.serverUnnamed = true;  // skipped or failed: the server still holds someone else's
+  op.gen = n->unnamedGen;
   unnamedGen_ = n->unnamedGen;
   return true;
 }
@@ -489,12 +538,14 @@ void StatementRelay::sendPrepare(const StmtRef& stmt, OpSource source,
   auto& op = queue(OpKind::Parse, source);
   op.preparesOnServer = true;
   op.stmt = stmt;
+  op.gen = ++prepareSerial_;  // which Parse of this statement on this server
   if (!clientName.empty()) {  // the client's own Parse: its name exists only if this succeeds
     op.undo = OpUndo::ForgetNamed;
     op.text.assign(clientName);
   }
   auto& entry = onServer_[stmt.get()];
   entry.stmt = stmt;
+  entry.serial = prepareSerial_;
   entry.segment = segment_;
   entry.confirmed = false;
   entry.lastUse = ++useClock_;
@@ -544,7 +595,8 @@ bool StatementRelay::emitDue() {
   while (!ops_.empty() && ops_.front().source == OpSource::Synthesized) {
     if (server_.toClient->passthrough) break;  // in the middle of a message to the client
     writeSynthesized(ops_.front());
-    ops_.pop();
+    confirmName(ops_.front());
+    popFront();
     wrote = true;
   }
   return wrote;
@@ -596,7 +648,7 @@ StatementRelay::Reply StatementRelay::onServerMessage(char tag, std::string_view
           n->named.clear();
           n->unconfirmed.clear();
         }
-      } else if (command == "DEALLOCATE" && op.kind == OpKind::Query && !op.text.empty()) {
+      } else if (command == "DEALLOCATE" && !op.text.empty() && op.kind == OpKind::Query) {
         // One of the client's names rewritten in this query: gone now (not if the query failed
         // before reaching it).
         size_t end = op.text.find('\0');
@@ -615,14 +667,7 @@ StatementRelay::Reply StatementRelay::onServerMessage(char tag, std::string_view
       return op.kind == OpKind::Execute ? succeed() : Reply::Forward;
     }
     case be::kEmptyQueryResponse:
-      if (op.kind == OpKind::Execute && !op.deallocate) return succeed();
-      if (op.deallocate) {
-        ops_.pop();
-        cutServerStream();
-        protocol::MessageWriter(*client_.out).begin(be::kCommandComplete).cstr("DEALLOCATE").end();
-        return Reply::Replace;
-      }
-      return Reply::Forward;
+      return op.kind == OpKind::Execute ? succeed() : Reply::Forward;
     case be::kPortalSuspended:
       return op.kind == OpKind::Execute ? succeed() : Reply::Forward;
     case be::kCopyInResponse:
@@ -650,8 +695,7 @@ StatementRelay::Reply StatementRelay::onServerMessage(char tag, std::string_view
         OpKind k = ops_.front().kind;
         bool ends = (k == OpKind::Sync && !ops_.front().ignored) || isRequest(k);
         bool ours = ops_.front().source == OpSource::Injected;
-        if (ops_.front().dropsNames) --namesInDoubt_;
-        ops_.pop();
+        popFront();
         if (ends) return ours ? Reply::Drop : Reply::Forward;
       }
       return Reply::Forward;
@@ -664,12 +708,12 @@ StatementRelay::Reply StatementRelay::succeed() {
   PendingOp& op = ops_.front();
   if (op.preparesOnServer) {
     auto it = onServer_.find(op.stmt.get());
-    if (it != onServer_.end() && it->second.segment == op.segment) it->second.confirmed = true;
+    if (it != onServer_.end() && it->second.serial == op.gen) it->second.confirmed = true;
     op.stmt->markProvenValid();
   }
   confirmName(op);
   Reply r = op.source == OpSource::Client ? Reply::Forward : Reply::Drop;
-  ops_.pop();
+  popFront();
   return r;
 }
 
@@ -724,21 +768,21 @@ StatementRelay::Reply StatementRelay::failed(std::string_view payload) {
   for (size_t i = skipped; i-- > 0;) {
     PendingOp& s = ops_.at(i);
     if (isRequest(s.kind)) forgetRequest();
-    undo(s);
+    undo(s, /*failedItself=*/i == 0);
   }
-  for (size_t i = 0; i < skipped; ++i) ops_.pop();
+  for (size_t i = 0; i < skipped; ++i) popFront();
   if (ops_.empty()) skipping_ = true;  // the Sync is still to come from the client
   return r;
 }
 
-void StatementRelay::undo(PendingOp& op) {
+void StatementRelay::undo(PendingOp& op, bool failedItself) {
   if (op.preparesOnServer) {
     auto it = onServer_.find(op.stmt.get());
-    if (it != onServer_.end() && !it->second.confirmed && it->second.segment == op.segment)
+    if (it != onServer_.end() && !it->second.confirmed && it->second.serial == op.gen)
       onServer_.erase(it);
   }
-  if (op.undo == OpUndo::ForgetUnnamed && unnamedGen_ == op.gen) unnamedGen_ = 0;
-  if (op.dropsNames) --namesInDoubt_;  // skipped: it will not run
+  if ((op.undo == OpUndo::ForgetUnnamed || op.serverUnnamed) && unnamedGen_ == op.gen)
+    unnamedGen_ = 0;
   auto* n = attached() ? namesIfAny() : nullptr;
   if (!n) return;
   switch (op.undo) {
@@ -751,10 +795,18 @@ void StatementRelay::undo(PendingOp& op) {
       break;
     }
     case OpUndo::RestoreNamed:
+      confirmName(op);
       n->named.try_emplace(op.text, op.stmt);
       break;
     case OpUndo::ForgetUnnamed:
-      if (n->unnamedGen == op.gen) n->unnamedGen = 0;
+      if (n->unnamedGen != op.gen) break;
+      if (failedItself) {
+        n->unnamedGen = 0;  // PostgreSQL drops the unnamed statement before parsing
+      } else {
+        std::swap(n->previousUnnamedBody, n->unnamedBody);  // skipped: the previous one stays
+        n->unnamedGen = n->previousUnnamedGen;
+        n->previousUnnamedGen = 0;
+      }
       break;
     case OpUndo::RestoreUnnamed:
       if (n->unnamedGen == 0) n->unnamedGen = op.gen;
@@ -763,6 +815,11 @@ void StatementRelay::undo(PendingOp& op) {
 }
 
 // ---- link lifecycle ------------------------------------------------------------------------
+
+void StatementRelay::popFront() {
+  if (ops_.front().dropsNames) --namesInDoubt_;
+  ops_.pop();
+}
 
 void StatementRelay::unlinked() {
   // At a clean release every Parse was answered; after a lost server nothing is pending either.

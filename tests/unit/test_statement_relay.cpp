@@ -505,59 +505,45 @@ TEST_SUITE("pool") {
           "08P01 bind message supplies 1 parameters, but prepared statement \"two\" requires 2");
   }
 
-  TEST_CASE("relay: SQL DEALLOCATE drops the client's name; DEALLOCATE ALL drops everything") {
+  TEST_CASE("relay: SQL DEALLOCATE drops the client's name, never the shared statement") {
     Pool pool;
     Server s(pool);
     Client c;
     c.link(s);
     prepareOk(c, "p", "SELECT 1");
+    // The server deallocates a stand-in, prepared in a Sync of usher's own (an error there must
+    // not make the server skip the simple query, which no Sync of the client's follows).
     auto sent = c.send(query("BEGIN; deallocate prepare P; COMMIT"));
-    REQUIRE(tags(sent) == "Q");
-    CHECK(sent[0].payload.find("DEALLOCATE usher_s") != std::string::npos);
-    CHECK(s.relay.preparedCount() == 0);
+    REQUIRE(tags(sent) == "CPSQ");
+    CHECK(sent[3].payload.find("DEALLOCATE usher_dealloc_1") != std::string::npos);
     CHECK(c.names->find("p") != nullptr);  // gone only once the server has run it
-    c.receive(reply('C', std::string("BEGIN\0", 6)) + reply('C', std::string("DEALLOCATE\0", 11)) +
-              reply('C', std::string("COMMIT\0", 7)) + ready());
+    auto got = c.receive(reply('3') + reply('1') + ready() + reply('C', std::string("BEGIN\0", 6)) +
+                         reply('C', std::string("DEALLOCATE\0", 11)) +
+                         reply('C', std::string("COMMIT\0", 7)) + ready());
+    CHECK(tags(got) == "CCCZ");
     CHECK(c.names->find("p") == nullptr);
+    CHECK(s.relay.preparedCount() == 1);  // still there for other clients
+    CHECK(c.pendingReady == 0);
     // A query that fails before its DEALLOCATE leaves the name, as in PostgreSQL.
     prepareOk(c, "r", "SELECT 3");
     c.send(query("SELECT 1/0; DEALLOCATE r"));
-    c.receive(error("22012", "division by zero") + ready());
+    c.receive(reply('3') + reply('1') + ready() + error("22012", "division by zero") + ready());
     CHECK(c.names->find("r") != nullptr);
+    // In a failed transaction the stand-in's Parse fails quietly; the client gets PostgreSQL's
+    // error for its DEALLOCATE, once, and keeps the name.
+    sent = c.send(query("DEALLOCATE r"));
+    REQUIRE(tags(sent) == "CPSQ");
+    got = c.receive(reply('3') + error("25P02", "current transaction is aborted") + ready('E') +
+                    error("25P02", "current transaction is aborted") + ready('E'));
+    CHECK(tags(got) == "EZ");
+    CHECK(c.names->find("r") != nullptr);
+    CHECK(c.pendingReady == 0);
+    CHECK(s.relay.idle());
 
-    prepareOk(c, "q", "SELECT 2");
     c.send(query("DEALLOCATE ALL"));
     c.receive(reply('C', std::string("DEALLOCATE ALL\0", 15)) + ready());
     CHECK(c.names->named.empty());
     CHECK(s.relay.preparedCount() == 0);
-  }
-
-  TEST_CASE("relay: DEALLOCATE of a statement another server prepared needs a Sync of usher's") {
-    Pool pool;
-    Server s1(pool), s2(pool);
-    Client c;
-    c.link(s1);
-    prepareOk(c, "p", "SELECT 1");
-    prepareOk(c, "q", "SELECT 2");
-    c.unlink();
-    c.link(s2);
-    // Prepared first in usher's own Sync: an error there must not make the server skip the
-    // simple query (no Sync of the client's follows it).
-    auto sent = c.send(query("DEALLOCATE p"));
-    REQUIRE(tags(sent) == "CPSQ");
-    CHECK(tags(c.receive(reply('3') + reply('1') + ready() + reply('C', "DEALLOCATE") + ready())) ==
-          "CZ");
-    CHECK(c.pendingReady == 0);
-    // In a failed transaction the preparation fails quietly; the client gets PostgreSQL's error
-    // for its DEALLOCATE, once.
-    sent = c.send(query("DEALLOCATE q"));
-    REQUIRE(tags(sent) == "CPSQ");
-    auto got =
-        c.receive(reply('3') + error("25P02", "current transaction is aborted") + ready('E') +
-                  error("25P02", "current transaction is aborted") + ready('E'));
-    CHECK(tags(got) == "EZ");
-    CHECK(c.pendingReady == 0);
-    CHECK(s2.relay.idle());
   }
 
   TEST_CASE("relay: a Sync pipelined before COPY data gets no ReadyForQuery of its own") {

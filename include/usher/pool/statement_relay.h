@@ -83,13 +83,14 @@ struct PendingOp {
   OpSource source = OpSource::Client;
   OpUndo undo = OpUndo::None;
   bool preparesOnServer = false;  // a Parse of `stmt` under usher's name
-  bool deallocate = false;        // an Execute of DEALLOCATE name, run as an empty statement
   bool ignored = false;           // a Sync the server ignores (sent during COPY FROM STDIN)
   bool dropsNames = false;        // a Query that may DEALLOCATE / DISCARD the client's names
-  bool quiet = false;             // Injected before a simple query: an error is not the client's
-  char sqlstate[6] = {};          // Failing: the error to give
-  uint64_t segment = 0;           // Syncs sent before this operation
-  uint64_t gen = 0;               // unnamed statement generation (undo)
+  bool quiet = false;
+  bool serverUnnamed = false;  // usher's Parse of a client's unnamed statement (gen)             //
+                               // Injected before a simple query: an error is not the client's
+  char sqlstate[6] = {};       // Failing: the error to give
+  uint64_t segment = 0;        // Syncs sent before this operation
+  uint64_t gen = 0;            // unnamed statement generation (undo)
   StmtRef stmt;
   std::string text;  // the client's name (undo), or Failing's message
 };
@@ -171,6 +172,7 @@ class StatementRelay {
     StmtRef stmt;
     uint64_t lastUse = 0;
     uint64_t segment = 0;  // when its Parse was sent
+    uint64_t serial = 0;   // which Parse of it (PendingOp::gen of that Parse)
     bool confirmed = false;
   };
 
@@ -193,6 +195,7 @@ class StatementRelay {
   PendingOp& queue(OpKind kind, OpSource source);
   // While the server skips to Sync, what the client sends meanwhile gets no reply: undone at once.
   void settleSkipped();
+  void popFront();  // every removal from the front goes here (it keeps namesInDoubt_)
 
   Step onParse(const protocol::FrameHeader& h, std::string_view payload);
   Step onBind(const protocol::FrameHeader& h, std::string_view available);
@@ -204,11 +207,14 @@ class StatementRelay {
   bool fateUnknown(std::string_view name);
   void confirmName(const PendingOp& op);
   bool ensureUnnamed();
+  // DEALLOCATE of a client's name drops a stand-in statement, prepared here for it.
+  static std::string standInName(int k);
+  void prepareStandIns(int count);
 
   // A reply completed `op` (success); `Drop` for usher's own.
   Reply succeed();
   Reply failed(std::string_view payload);
-  void undo(PendingOp& op);
+  void undo(PendingOp& op, bool failedItself = false);
   void skipToSync();
   void writeSynthesized(const PendingOp& op);
 
@@ -220,8 +226,9 @@ class StatementRelay {
   uint64_t useClock_ = 0;
   uint64_t segment_ = 0;     // Syncs sent on this server
   uint64_t unnamedGen_ = 0;  // whose unnamed statement the server holds (0: nobody's)
-  int namesInDoubt_ = 0;     // such Queries not yet answered
-  bool skipping_ = false;    // the server discards until the next Sync we send
+  uint64_t prepareSerial_ = 0;
+  int namesInDoubt_ = 0;   // such Queries not yet answered
+  bool skipping_ = false;  // the server discards until the next Sync we send
   bool sqlPrepared_ = false;
   bool setSeen_ = false;        // CommandComplete "SET" since the last ReadyForQuery
   bool parameterSeen_ = false;  // ParameterStatus since the last ReadyForQuery
