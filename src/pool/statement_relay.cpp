@@ -332,6 +332,8 @@ StatementRelay::Step StatementRelay::onParse(const FrameHeader& h, std::string_v
       n.unnamedBody.assign(m.body);
     }
     n.unnamedGen = unnamedGen_ = gen;
+    unnamedSegment_ = segment_;
+    unnamedConfirmed_ = false;
     auto& op = queue(OpKind::Parse, OpSource::Client);
     op.undo = OpUndo::ForgetUnnamed;
     op.gen = gen;
@@ -504,7 +506,10 @@ void StatementRelay::prepareStandIns(int count) {
 bool StatementRelay::ensureUnnamed() {
   auto* n = namesIfAny();
   if (!n || n->unnamedGen == 0) return false;
-  if (unnamedGen_ == n->unnamedGen) return true;
+  // Usable if the server holds it: its Parse was answered, or is in this Sync segment (if that
+  // one fails, what follows is skipped too). Parsing it again is always safe.
+  if (unnamedGen_ == n->unnamedGen && (unnamedConfirmed_ || unnamedSegment_ == segment_))
+    return true;
   // The client's unnamed statement was parsed on another server (before a Sync that released
   // it): parse it here too, so its Bind never meets another client's unnamed statement.
   cutClientStream();
@@ -513,6 +518,8 @@ bool StatementRelay::ensureUnnamed() {
   op.serverUnnamed = true;  // skipped or failed: the server still holds someone else's
   op.gen = n->unnamedGen;
   unnamedGen_ = n->unnamedGen;
+  unnamedSegment_ = segment_;
+  unnamedConfirmed_ = false;
   return true;
 }
 
@@ -642,11 +649,14 @@ StatementRelay::Reply StatementRelay::onServerMessage(char tag, std::string_view
     case be::kCommandComplete: {
       std::string_view command(payload.data(), payload.empty() ? 0 : payload.size() - 1);
       if (command == "DEALLOCATE ALL" || command == "DISCARD ALL") {
-        // Every statement of the session is gone, the shared ones included.
-        forgetServerStatements();
+        // Every statement of the session is gone, the shared ones included -- but not those
+        // whose Parse the client pipelined after this and the server has yet to answer.
+        for (auto it = onServer_.begin(); it != onServer_.end();)
+          it = it->second.confirmed ? onServer_.erase(it) : std::next(it);
+        unnamedGen_ = 0;
         if (auto* n = namesIfAny()) {
-          n->named.clear();
-          n->unconfirmed.clear();
+          for (auto it = n->named.begin(); it != n->named.end();)
+            it = n->unconfirmed.contains(it->first) ? std::next(it) : n->named.erase(it);
         }
       } else if (command == "DEALLOCATE" && !op.text.empty() && op.kind == OpKind::Query) {
         // One of the client's names rewritten in this query: gone now (not if the query failed
@@ -712,6 +722,8 @@ StatementRelay::Reply StatementRelay::succeed() {
     op.stmt->markProvenValid();
   }
   confirmName(op);
+  if ((op.undo == OpUndo::ForgetUnnamed || op.serverUnnamed) && unnamedGen_ == op.gen)
+    unnamedConfirmed_ = true;
   Reply r = op.source == OpSource::Client ? Reply::Forward : Reply::Drop;
   popFront();
   return r;

@@ -225,7 +225,9 @@ class StatementRelay {
   std::unordered_map<const Statement*, OnServer> onServer_;
   uint64_t useClock_ = 0;
   uint64_t segment_ = 0;     // Syncs sent on this server
-  uint64_t unnamedGen_ = 0;  // whose unnamed statement the server holds (0: nobody's)
+  uint64_t unnamedGen_ = 0;
+  uint64_t unnamedSegment_ = 0;    // when the Parse that set unnamedGen_ was sent
+  bool unnamedConfirmed_ = false;  // ... and whether the server answered it  // whose unnamed statement the server holds (0: nobody's)
   uint64_t prepareSerial_ = 0;
   int namesInDoubt_ = 0;   // such Queries not yet answered
   bool skipping_ = false;  // the server discards until the next Sync we send
