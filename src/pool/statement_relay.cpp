@@ -89,6 +89,7 @@ PendingOp& OpQueue::push() {
   op.ignored = false;
   op.quiet = false;
   op.serverUnnamed = false;
+  op.dropsServerStatement = false;
   op.dropsNames = false;
   op.sqlstate[0] = '\0';
   op.segment = op.gen = 0;
@@ -195,6 +196,7 @@ StatementRelay::Step StatementRelay::onClientMessage(const FrameHeader& h) {
           if (auto it = n->named.find(deallocPending_); it != n->named.end()) {
             op.undo = OpUndo::RestoreNamed;
             op.text = deallocPending_;
+            op.dropsServerStatement = std::exchange(deallocDropsServerStatement_, false);
             op.stmt = std::move(it->second);
             n->named.erase(it);
             n->unconfirmed.insert_or_assign(deallocPending_, segment_);
@@ -206,6 +208,7 @@ StatementRelay::Step StatementRelay::onClientMessage(const FrameHeader& h) {
     }
     case fe::kSync:
       deallocPending_.clear();  // only the PQexecParams form: Parse, Bind, Execute, Sync
+      deallocDropsServerStatement_ = false;
       queue(OpKind::Sync, OpSource::Client);
       ++segment_;
       skipping_ = false;  // the server stops discarding at this Sync
@@ -320,11 +323,22 @@ StatementRelay::Step StatementRelay::onParse(const FrameHeader& h, std::string_v
     // The one it replaces comes back if the server skips this Parse (an earlier error).
     std::swap(n.previousUnnamedBody, n.unnamedBody);
     n.previousUnnamedGen = n.unnamedGen;
-    if (deallocate && segmentStart) {
+    if (deallocate) {
       deallocPending_ = deallocName_;
       discardClientMessage(h.frameSize());
-      prepareStandIns(1);
-      n.unnamedBody.assign("DEALLOCATE ").append(standInName(1));
+      std::string target;
+      if (segmentStart) {
+        prepareStandIns(1);
+        target = standInName(1);
+      } else {
+        // Mid-segment usher cannot add a Sync of its own: the server deallocates usher's own
+        // statement (prepared here first if need be); others prepare it again when they need it.
+        StmtRef stmt = *n.find(deallocName_);
+        ensureOnServer(stmt);
+        target = stmt->serverName();
+        deallocDropsServerStatement_ = true;
+      }
+      n.unnamedBody.assign("DEALLOCATE ").append(target);
       n.unnamedBody.append(m.body.substr(sql.size()));  // its NUL and the parameter types
       protocol::MessageWriter(toServer()).begin(fe::kParse).cstr("").raw(n.unnamedBody).end();
     } else {
@@ -381,6 +395,7 @@ StatementRelay::Step StatementRelay::onBind(const FrameHeader& h, std::string_vi
     return whole ? Step::Forward : Step::NeedMore;
   }
   if (b.statement.empty()) {
+    if (unnamedFateUnknown()) return Step::Wait;  // its Parse, before a Sync, may fail
     if (!ensureUnnamed()) {
       fail("26000", "unnamed prepared statement does not exist");
       discardClientMessage(h.frameSize());
@@ -390,6 +405,7 @@ StatementRelay::Step StatementRelay::onBind(const FrameHeader& h, std::string_vi
     return Step::Forward;
   }
   deallocPending_.clear();  // the Execute that follows runs another statement
+  deallocDropsServerStatement_ = false;
   if (fateUnknown(b.statement)) return Step::Wait;
   const StmtRef* found = names().find(b.statement);
   if (!found) {
@@ -428,6 +444,7 @@ StatementRelay::Step StatementRelay::onDescribe(const FrameHeader& h, std::strin
     return Step::Forward;
   }
   if (t.name.empty()) {
+    if (unnamedFateUnknown()) return Step::Wait;  // its Parse, before a Sync, may fail
     if (!ensureUnnamed()) {
       fail("26000", "unnamed prepared statement does not exist");
       discardClientMessage(h.frameSize());
@@ -501,6 +518,12 @@ void StatementRelay::prepareStandIns(int count) {
   protocol::MessageWriter(out).begin(fe::kSync).end();
   queue(OpKind::Sync, OpSource::Injected);
   ++segment_;
+}
+
+bool StatementRelay::unnamedFateUnknown() {
+  auto* n = namesIfAny();
+  return n && n->unnamedGen != 0 && unnamedGen_ == n->unnamedGen && !unnamedConfirmed_ &&
+         unnamedSegment_ < segment_;
 }
 
 bool StatementRelay::ensureUnnamed() {
@@ -658,6 +681,8 @@ StatementRelay::Reply StatementRelay::onServerMessage(char tag, std::string_view
           for (auto it = n->named.begin(); it != n->named.end();)
             it = n->unconfirmed.contains(it->first) ? std::next(it) : n->named.erase(it);
         }
+      } else if (command == "DEALLOCATE" && op.kind == OpKind::Execute && op.dropsServerStatement) {
+        onServer_.erase(op.stmt.get());
       } else if (command == "DEALLOCATE" && !op.text.empty() && op.kind == OpKind::Query) {
         // One of the client's names rewritten in this query: gone now (not if the query failed
         // before reaching it).

@@ -86,11 +86,14 @@ struct PendingOp {
   bool ignored = false;           // a Sync the server ignores (sent during COPY FROM STDIN)
   bool dropsNames = false;        // a Query that may DEALLOCATE / DISCARD the client's names
   bool quiet = false;
-  bool serverUnnamed = false;  // usher's Parse of a client's unnamed statement (gen)             //
-                               // Injected before a simple query: an error is not the client's
-  char sqlstate[6] = {};       // Failing: the error to give
-  uint64_t segment = 0;        // Syncs sent before this operation
-  uint64_t gen = 0;            // unnamed statement generation (undo)
+  bool serverUnnamed = false;
+  bool dropsServerStatement =
+      false;  // an Execute of DEALLOCATE of usher's own name for stmt  // usher's Parse of a
+              // client's unnamed statement (gen)             // Injected before a simple query: an
+              // error is not the client's
+  char sqlstate[6] = {};  // Failing: the error to give
+  uint64_t segment = 0;   // Syncs sent before this operation
+  uint64_t gen = 0;       // unnamed statement generation (undo)
   StmtRef stmt;
   std::string text;  // the client's name (undo), or Failing's message
 };
@@ -207,6 +210,7 @@ class StatementRelay {
   bool fateUnknown(std::string_view name);
   void confirmName(const PendingOp& op);
   bool ensureUnnamed();
+  bool unnamedFateUnknown();
   // DEALLOCATE of a client's name drops a stand-in statement, prepared here for it.
   static std::string standInName(int k);
   void prepareStandIns(int count);
@@ -224,13 +228,15 @@ class StatementRelay {
   OpQueue ops_;
   std::unordered_map<const Statement*, OnServer> onServer_;
   uint64_t useClock_ = 0;
-  uint64_t segment_ = 0;     // Syncs sent on this server
+  uint64_t segment_ = 0;  // Syncs sent on this server
   uint64_t unnamedGen_ = 0;
   uint64_t unnamedSegment_ = 0;    // when the Parse that set unnamedGen_ was sent
-  bool unnamedConfirmed_ = false;  // ... and whether the server answered it  // whose unnamed statement the server holds (0: nobody's)
+  bool unnamedConfirmed_ = false;  // ... and whether the server answered it  // whose unnamed
+                                   // statement the server holds (0: nobody's)
   uint64_t prepareSerial_ = 0;
-  int namesInDoubt_ = 0;   // such Queries not yet answered
-  bool skipping_ = false;  // the server discards until the next Sync we send
+  int namesInDoubt_ = 0;
+  bool deallocDropsServerStatement_ = false;  // such Queries not yet answered
+  bool skipping_ = false;                     // the server discards until the next Sync we send
   bool sqlPrepared_ = false;
   bool setSeen_ = false;        // CommandComplete "SET" since the last ReadyForQuery
   bool parameterSeen_ = false;  // ParameterStatus since the last ReadyForQuery
