@@ -479,6 +479,7 @@ StatementRelay::Step StatementRelay::onClose(const FrameHeader& h, std::string_v
   }
   // Statements stay prepared on the server for whoever uses them next; the client's name goes.
   // Closing a name that does not exist is no error in PostgreSQL either.
+  if (!t.name.empty() && fateUnknown(t.name)) return Step::Wait;
   auto& n = names();
   auto& op = queue(OpKind::Close, OpSource::Synthesized);
   if (t.name.empty()) {
