@@ -394,27 +394,12 @@ StatementRelay::Step StatementRelay::onBind(const FrameHeader& h, std::string_vi
     bool whole = available.size() == h.payloadSize();
     return whole ? Step::Forward : Step::NeedMore;
   }
-  if (b.statement.empty()) {
-    if (unnamedFateUnknown()) return Step::Wait;  // its Parse, before a Sync, may fail
-    if (!ensureUnnamed()) {
-      fail("26000", "unnamed prepared statement does not exist");
-      discardClientMessage(h.frameSize());
-      return Step::Consumed;
-    }
-    queue(OpKind::Bind, OpSource::Client);
-    return Step::Forward;
+  if (!b.statement.empty()) {
+    deallocPending_.clear();  // the Execute that follows runs another statement
+    deallocDropsServerStatement_ = false;
   }
-  deallocPending_.clear();  // the Execute that follows runs another statement
-  deallocDropsServerStatement_ = false;
-  if (fateUnknown(b.statement)) return Step::Wait;
-  const StmtRef* found = names().find(b.statement);
-  if (!found) {
-    fail("26000", quotedName("prepared statement", b.statement, "does not exist"));
-    discardClientMessage(h.frameSize());
-    return Step::Consumed;
-  }
-  StmtRef stmt = *found;
-  ensureOnServer(stmt);
+  StmtRef stmt;
+  if (auto step = resolveForUse(h, b.statement, OpKind::Bind, stmt)) return *step;
   cutClientStream();
   // The Bind goes out under the server's name: a new header and names from usher, then the rest
   // of the client's message (parameters) forwarded as it arrives, however large.
@@ -436,6 +421,31 @@ StatementRelay::Step StatementRelay::onBind(const FrameHeader& h, std::string_vi
   return Step::Consumed;
 }
 
+std::optional<StatementRelay::Step> StatementRelay::resolveForUse(const FrameHeader& h,
+                                                                  std::string_view name,
+                                                                  OpKind kind, StmtRef& stmt) {
+  if (name.empty()) {
+    if (unnamedFateUnknown()) return Step::Wait;  // its Parse, before a Sync, may fail
+    if (!ensureUnnamed()) {
+      fail("26000", "unnamed prepared statement does not exist");
+      discardClientMessage(h.frameSize());
+      return Step::Consumed;
+    }
+    queue(kind, OpSource::Client);
+    return Step::Forward;
+  }
+  if (fateUnknown(name)) return Step::Wait;
+  const StmtRef* found = names().find(name);
+  if (!found) {
+    fail("26000", quotedName("prepared statement", name, "does not exist"));
+    discardClientMessage(h.frameSize());
+    return Step::Consumed;
+  }
+  stmt = *found;
+  ensureOnServer(stmt);
+  return std::nullopt;
+}
+
 StatementRelay::Step StatementRelay::onDescribe(const FrameHeader& h, std::string_view payload) {
   TargetMessage t;
   if (!parseTarget(payload, t)) return Step::Forward;
@@ -443,25 +453,8 @@ StatementRelay::Step StatementRelay::onDescribe(const FrameHeader& h, std::strin
     queue(OpKind::DescribePortal, OpSource::Client);
     return Step::Forward;
   }
-  if (t.name.empty()) {
-    if (unnamedFateUnknown()) return Step::Wait;  // its Parse, before a Sync, may fail
-    if (!ensureUnnamed()) {
-      fail("26000", "unnamed prepared statement does not exist");
-      discardClientMessage(h.frameSize());
-      return Step::Consumed;
-    }
-    queue(OpKind::DescribeStatement, OpSource::Client);
-    return Step::Forward;
-  }
-  if (fateUnknown(t.name)) return Step::Wait;
-  const StmtRef* found = names().find(t.name);
-  if (!found) {
-    fail("26000", quotedName("prepared statement", t.name, "does not exist"));
-    discardClientMessage(h.frameSize());
-    return Step::Consumed;
-  }
-  StmtRef stmt = *found;
-  ensureOnServer(stmt);
+  StmtRef stmt;
+  if (auto step = resolveForUse(h, t.name, OpKind::DescribeStatement, stmt)) return *step;
   discardClientMessage(h.frameSize());
   protocol::MessageWriter(toServer()).begin(fe::kDescribe).u8('S').cstr(stmt->serverName()).end();
   auto& op = queue(OpKind::DescribeStatement, OpSource::Client);

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include <memory>
+#include <optional>
 
 #include "usher/base/io_buffer.h"
 #include "usher/net/socket.h"
@@ -210,6 +211,10 @@ class StatementRelay {
   bool fateUnknown(std::string_view name);
   void confirmName(const PendingOp& op);
   bool ensureUnnamed();
+  // Bind and Describe: the statement `name` refers to, made usable on this server (in `stmt`,
+  // and nullopt), or the step already taken: the unnamed statement forwarded, a wait, a failure.
+  std::optional<Step> resolveForUse(const protocol::FrameHeader& h, std::string_view name,
+                                    OpKind kind, StmtRef& stmt);
   bool unnamedFateUnknown();
   // DEALLOCATE of a client's name drops a stand-in statement, prepared here for it.
   static std::string standInName(int k);
