@@ -89,6 +89,7 @@ PendingOp& OpQueue::push() {
   op.ignored = false;
   op.quiet = false;
   op.serverUnnamed = false;
+  op.unnamedOp = 0;
   op.dropsServerStatement = false;
   op.dropsNames = false;
   op.sqlstate[0] = '\0';
@@ -156,7 +157,7 @@ void StatementRelay::settleSkipped() {
     PendingOp& op = ops_.back();
     if (isRequest(op.kind)) forgetRequest();
     undo(op);
-    if (op.dropsNames) --namesInDoubt_;
+    leaving(op);
     ops_.popBack();
   }
 }
@@ -351,6 +352,7 @@ StatementRelay::Step StatementRelay::onParse(const FrameHeader& h, std::string_v
     auto& op = queue(OpKind::Parse, OpSource::Client);
     op.undo = OpUndo::ForgetUnnamed;
     op.gen = gen;
+    noteUnnamedOp(op);
     return deallocPending_.empty() ? Step::Forward : Step::Consumed;
   }
   if (fateUnknown(m.name)) return Step::Wait;
@@ -480,6 +482,7 @@ StatementRelay::Step StatementRelay::onClose(const FrameHeader& h, std::string_v
       op.undo = OpUndo::RestoreUnnamed;
       op.gen = std::exchange(n.unnamedGen, 0);
     }
+    noteUnnamedOp(op);
   } else if (auto it = n.named.find(t.name); it != n.named.end()) {
     op.undo = OpUndo::RestoreNamed;
     op.text.assign(t.name);
@@ -515,9 +518,15 @@ void StatementRelay::prepareStandIns(int count) {
 }
 
 bool StatementRelay::unnamedFateUnknown() {
-  auto* n = namesIfAny();
-  return n && n->unnamedGen != 0 && unnamedGen_ == n->unnamedGen && !unnamedConfirmed_ &&
-         unnamedSegment_ < segment_;
+  // The client's last Parse or Close of its unnamed statement went before an earlier Sync and
+  // is unanswered: whether it took effect decides what a Bind now refers to.
+  return unnamedOpPending_ && unnamedOpSegment_ < segment_;
+}
+
+void StatementRelay::noteUnnamedOp(PendingOp& op) {
+  op.unnamedOp = ++lastUnnamedOp_;
+  unnamedOpPending_ = true;
+  unnamedOpSegment_ = segment_;
 }
 
 bool StatementRelay::ensureUnnamed() {
@@ -848,8 +857,13 @@ void StatementRelay::undo(PendingOp& op, bool failedItself) {
 // ---- link lifecycle ------------------------------------------------------------------------
 
 void StatementRelay::popFront() {
-  if (ops_.front().dropsNames) --namesInDoubt_;
+  leaving(ops_.front());
   ops_.pop();
+}
+
+void StatementRelay::leaving(const PendingOp& op) {
+  if (op.dropsNames) --namesInDoubt_;
+  if (op.unnamedOp != 0 && op.unnamedOp == lastUnnamedOp_) unnamedOpPending_ = false;
 }
 
 void StatementRelay::unlinked() {
@@ -858,6 +872,7 @@ void StatementRelay::unlinked() {
   ops_.clear();
   skipping_ = false;
   namesInDoubt_ = 0;
+  unnamedOpPending_ = false;
   client_ = {};
 }
 

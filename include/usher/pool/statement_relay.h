@@ -88,6 +88,7 @@ struct PendingOp {
   bool dropsNames = false;        // a Query that may DEALLOCATE / DISCARD the client's names
   bool quiet = false;
   bool serverUnnamed = false;
+  uint64_t unnamedOp = 0;  // a client's Parse or Close of its unnamed statement (sequence)
   bool dropsServerStatement =
       false;  // an Execute of DEALLOCATE of usher's own name for stmt  // usher's Parse of a
               // client's unnamed statement (gen)             // Injected before a simple query: an
@@ -216,6 +217,8 @@ class StatementRelay {
   std::optional<Step> resolveForUse(const protocol::FrameHeader& h, std::string_view name,
                                     OpKind kind, StmtRef& stmt);
   bool unnamedFateUnknown();
+  void noteUnnamedOp(PendingOp& op);
+  void leaving(const PendingOp& op);  // bookkeeping of an operation leaving the queue
   // DEALLOCATE of a client's name drops a stand-in statement, prepared here for it.
   static std::string standInName(int k);
   void prepareStandIns(int count);
@@ -236,7 +239,10 @@ class StatementRelay {
   uint64_t segment_ = 0;  // Syncs sent on this server
   uint64_t unnamedGen_ = 0;
   uint64_t unnamedSegment_ = 0;    // when the Parse that set unnamedGen_ was sent
-  bool unnamedConfirmed_ = false;  // ... and whether the server answered it  // whose unnamed
+  bool unnamedConfirmed_ = false;  // ... and whether the server answered it
+  uint64_t lastUnnamedOp_ = 0;     // the client's latest Parse/Close of its unnamed statement
+  uint64_t unnamedOpSegment_ = 0;
+  bool unnamedOpPending_ = false;  // whose unnamed
                                    // statement the server holds (0: nobody's)
   uint64_t prepareSerial_ = 0;
   int namesInDoubt_ = 0;
