@@ -263,7 +263,7 @@ StatementRelay::Step StatementRelay::onQuery(const FrameHeader& h, std::string_v
     queue(OpKind::Query, OpSource::Client);
     return Step::Forward;
   }
-  if (!n || n->named.empty()) {
+  if (!n || (n->named.empty() && n->unconfirmed.empty())) {
     queueBarrier();
     return Step::Forward;
   }
@@ -321,9 +321,6 @@ StatementRelay::Step StatementRelay::onParse(const FrameHeader& h, std::string_v
                       parseDeallocate(sql, deallocName_) && n.find(deallocName_);
     if (deallocate && fateUnknown(deallocName_)) return Step::Wait;
     uint64_t gen = server_.registry->nextGeneration();
-    // The one it replaces comes back if the server skips this Parse (an earlier error).
-    std::swap(n.previousUnnamedBody, n.unnamedBody);
-    n.previousUnnamedGen = n.unnamedGen;
     if (deallocate) {
       deallocPending_ = deallocName_;
       discardClientMessage(h.frameSize());
@@ -352,6 +349,7 @@ StatementRelay::Step StatementRelay::onParse(const FrameHeader& h, std::string_v
     auto& op = queue(OpKind::Parse, OpSource::Client);
     op.undo = OpUndo::ForgetUnnamed;
     op.gen = gen;
+    op.text.assign(n.unnamedBody);  // becomes the confirmed one if the server parses it
     noteUnnamedOp(op);
     return deallocPending_.empty() ? Step::Forward : Step::Consumed;
   }
@@ -629,6 +627,9 @@ bool StatementRelay::emitDue() {
     if (server_.toClient->passthrough) break;  // in the middle of a message to the client
     writeSynthesized(ops_.front());
     confirmName(ops_.front());
+    if (ops_.front().kind == OpKind::Close && ops_.front().unnamedOp != 0) {
+      if (auto* n = namesIfAny()) n->confirmedUnnamedGen = 0;  // PostgreSQL dropped it
+    }
     popFront();
     wrote = true;
   }
@@ -752,6 +753,12 @@ StatementRelay::Reply StatementRelay::succeed() {
   confirmName(op);
   if ((op.undo == OpUndo::ForgetUnnamed || op.serverUnnamed) && unnamedGen_ == op.gen)
     unnamedConfirmed_ = true;
+  if (op.undo == OpUndo::ForgetUnnamed) {
+    if (auto* n = attached() ? namesIfAny() : nullptr) {
+      n->confirmedUnnamedBody.assign(op.text);
+      n->confirmedUnnamedGen = op.gen;
+    }
+  }
   Reply r = op.source == OpSource::Client ? Reply::Forward : Reply::Drop;
   popFront();
   return r;
@@ -839,13 +846,15 @@ void StatementRelay::undo(PendingOp& op, bool failedItself) {
       n->named.try_emplace(op.text, op.stmt);
       break;
     case OpUndo::ForgetUnnamed:
-      if (n->unnamedGen != op.gen) break;
       if (failedItself) {
-        n->unnamedGen = 0;  // PostgreSQL drops the unnamed statement before parsing
-      } else {
-        std::swap(n->previousUnnamedBody, n->unnamedBody);  // skipped: the previous one stays
-        n->unnamedGen = n->previousUnnamedGen;
-        n->previousUnnamedGen = 0;
+        // PostgreSQL drops the unnamed statement before parsing.
+        n->confirmedUnnamedGen = 0;
+        if (n->unnamedGen == op.gen) n->unnamedGen = 0;
+      } else if (n->unnamedGen == op.gen) {
+        // Skipped: the last one the server did parse stays (undone newest first, so several
+        // skipped Parses end at it).
+        n->unnamedBody.assign(n->confirmedUnnamedBody);
+        n->unnamedGen = n->confirmedUnnamedGen;
       }
       break;
     case OpUndo::RestoreUnnamed:

@@ -60,7 +60,7 @@ import pytest
 
 from pgwire import (bind_msg, close_msg, describe_msg, execute_msg, flush_msg, parse_msg,
                     query_msg, sync_msg)
-from test_prepared_protocol import (FLUSH_TIMEOUT, USER, Aborted, Session, differences,
+from test_prepared_protocol import (FLUSH_TIMEOUT, USER, Aborted, Session, _fmt, differences,
                                     normalise)
 
 INT4, TEXT = 23, 25
@@ -114,14 +114,16 @@ AVOIDABLE = {
     "parse-existing",
     # No Close of a statement in a Sync segment that other segments follow in the same write.
     "close-pipelined",
-    # Nothing after a DEALLOCATE or DISCARD (simple or extended) in the same write.
+    # Nothing after a simple query that may DEALLOCATE or DISCARD in the same write.
     "dealloc-pipelined",
     # No simple query that deallocates two names.
     "dealloc-twice",
     # In a failed transaction block, no Bind and no Describe of a statement (PostgreSQL checks
     # the parameter count, and whether there is a result, before it checks the block).
     "aborted-precedence",
-    # No Bind/Describe of the unnamed statement after a message that may fail in its segment.
+    # No Bind/Describe of the unnamed statement after a message that may fail in its segment,
+    # after an unnamed Parse that may have been skipped, or in a later segment of the same write
+    # as an unnamed Parse.
     "unnamed-late",
     # Error messages compared without the statement name in "bind message supplies ...".
     "bind-count-name",
@@ -402,6 +404,14 @@ class Generator:
         r = self.rng
         if not m.open and m.status != "I" and (r.random() < 0.3 or m.held >= 6):
             return self.end_transaction(m)
+        if not m.open and r.random() < 0.05 \
+                and not ("dealloc-extended-failed" in AVOID and m.status != "I"):
+            # DEALLOCATE through the extended protocol, in the form usher supports (PQexecParams:
+            # a batch of its own; documented: not pipelined with Parses/Closes of its names).
+            cands = sorted(m.names) or list(NAMES)
+            sql = r.choice([f"DEALLOCATE {r.choice(cands)}", f"DEALLOCATE {r.choice(NAMES)}",
+                            "DEALLOCATE ALL"])
+            return [P("", sql), B("", "")] + ([D("P", "")] if r.random() < 0.5 else []) + [E(), S]
         ops: list[tuple] = []
         open_now = m.open
         unnamed_ok = m.unnamed is not None and not m.unnamed_unsafe
@@ -420,18 +430,6 @@ class Generator:
                 began |= "BEGIN" in sql
                 unnamed_ok = False          # a simple query drops the unnamed statement
                 if "dealloc-pipelined" in AVOID and ("DEALLOCATE" in sql or "DISCARD" in sql):
-                    break
-                continue
-            if not open_now and r.random() < 0.05 \
-                    and not ("dealloc-extended-failed" in AVOID and failed):
-                # DEALLOCATE through the extended protocol, in its supported (PQexecParams) form.
-                cands = sorted(set(m.names) | set(parsed)) or list(NAMES)
-                sql = r.choice([f"DEALLOCATE {r.choice(cands)}", f"DEALLOCATE {r.choice(NAMES)}",
-                                "DEALLOCATE ALL"])
-                ops += [P("", sql), B("", "")] + ([D("P", "")] if r.random() < 0.5 else []) \
-                    + [E(), S]
-                unnamed_ok = False          # binding it again is not that form
-                if "dealloc-pipelined" in AVOID:
                     break
                 continue
             seg_first = not open_now
@@ -459,9 +457,8 @@ class Generator:
                         parsed[name] = sql
                     else:
                         unnamed_ok, unnamed_sql, unnamed_here = True, sql, True
-                        # Not first in its segment, it may be skipped after an error: not bound
-                        # after this segment (within it, it is harmless).
-                        taint |= not first
+                        # (Not first in its segment, it may be skipped after an error.)
+                        taint |= "unnamed-late" in AVOID
                 elif op_kind in ("B", "DS"):
                     known = [n for n in NAMES if n in m.names or n in parsed]
                     if unnamed_ok and (first or unnamed_here or "unnamed-late" not in AVOID):
@@ -481,7 +478,7 @@ class Generator:
                     if "aborted-precedence" in AVOID and failed:
                         continue
                     ops.append(B(portal, name, self.params(sql, m.cid)))
-                    began |= sql is None or sql.text == "BEGIN"
+                    began |= sql is not None and sql.text == "BEGIN"
                     bound = portal
                     if r.random() < 0.15:
                         ops.append(D("P", portal))
@@ -513,7 +510,8 @@ class Generator:
                     ops.append(C("P", "p0" if r.random() < 0.5 else ""))
                 else:
                     ops.append(H)
-            if last and r.random() < 0.15:
+            # Not in a transaction block: see tolerated() for why.
+            if last and r.random() < 0.15 and not began:
                 ops.append(H)
                 open_now = True
             else:
@@ -527,13 +525,6 @@ class Generator:
         return self.pick([(4, [Q("COMMIT")]), (4, [Q("ROLLBACK")]),
                           (1, [P("", "COMMIT"), B("", ""), E(), S]),
                           (1, [P("", "ROLLBACK"), B("", ""), E(), S])])
-
-    def finish(self, m: ClientModel) -> list[list[tuple]]:
-        """Batches that give the server back at the end of the script."""
-        out = []
-        if m.open:
-            out.append([S])
-        return out
 
     # -- learning from PostgreSQL's answers ------------------------------------------------
 
@@ -551,8 +542,8 @@ class Generator:
                         m.unnamed_unsafe = sql.upper().startswith("DEALLOCATE")
                     elif outcome == "error":
                         m.unnamed, m.unnamed_unsafe = None, False
-                    elif m.unnamed is not None:   # skipped or unknown: PostgreSQL keeps the old
-                        m.unnamed_unsafe = True
+                    elif m.unnamed is not None and "unnamed-late" in AVOID:
+                        m.unnamed_unsafe = True   # skipped: PostgreSQL keeps the old one
                 elif outcome == "ok":
                     m.names[name] = info
             elif k == "C" and op[1] == "S" and outcome == "ok":
@@ -731,11 +722,74 @@ def _without_bind_count_names(session: Session) -> None:
                         and m[4] else m for m in seg.msgs]
 
 
+_FAILED = ("ReadyForQuery", "E")
+
+
+def _chunks(msgs: list[tuple]) -> list[list[tuple]]:
+    """A read's messages split after each ReadyForQuery."""
+    out: list[list[tuple]] = [[]]
+    for m in msgs:
+        out[-1].append(m)
+        if m[0] == "ReadyForQuery":
+            out.append([])
+    return out if out[-1] else out[:-1]
+
+
+def tolerated(direct: list[tuple], pooled: list[tuple]) -> bool:
+    """The deviation documented in docs/prepared-statements.md ("A failed transaction block
+    with a tiny LRU"), for one Sync's worth of answers: in a failed transaction block, a
+    statement usher has to prepare again on that server fails with 25P02 where PostgreSQL first
+    reports a wrong parameter count (08P01) or describes a statement without result columns. The
+    block stays failed either way. (Batches in a transaction block never end with Flush, so these
+    answers always end with ReadyForQuery.)"""
+    if direct[-1:] != [_FAILED] or pooled[-1:] != [_FAILED]:
+        return False
+    i = next((k for k, (a, b) in enumerate(zip(direct, pooled)) if a != b), None)
+    if i is None or pooled[i:] != [("ErrorResponse", "ERROR", "ERROR", "25P02",
+                                    "current transaction is aborted, commands ignored until end "
+                                    "of transaction block"), _FAILED]:
+        return False
+    d = direct[i]
+    return d[0] == "ParameterDescription" or (
+        d[0] == "ErrorResponse" and d[3] == "08P01" and "bind message supplies" in d[4])
+
+
+def _same(direct: list[tuple], pooled: list[tuple]) -> bool:
+    if direct == pooled:
+        return True
+    cd, cp = _chunks(direct), _chunks(pooled)
+    return len(cd) == len(cp) and all(a == b or tolerated(a, b) for a, b in zip(cd, cp))
+
+
+def fuzz_differences(direct: Session, pooled: Session) -> list[str]:
+    """As test_prepared_protocol.differences (the first differing batch of each client), with
+    the documented deviation `tolerated`."""
+    out = []
+    for cd, cp in zip(direct.all, pooled.all):
+        n = max(len(cd.segments), len(cp.segments))
+        differing = [i for i in range(n)
+                     if i >= len(cd.segments) or i >= len(cp.segments)
+                     or not _same(cd.segments[i].msgs, cp.segments[i].msgs)]
+        if not differing:
+            continue
+        i = differing[0]
+        sd = cd.segments[i] if i < len(cd.segments) else None
+        sp = cp.segments[i] if i < len(cp.segments) else None
+        more = len(differing) - 1
+        out.append(f"{cd.label}, batch #{i}: {(sd or sp).label}\n"
+                   f"    postgres:\n{_fmt(sd.msgs) if sd else '      (batch not run)'}\n"
+                   f"    pooler:\n{_fmt(sp.msgs) if sp else '      (batch not run)'}"
+                   + (f"\n    (+{more} later batch{'es' if more > 1 else ''} of {cd.label} differ"
+                      f" too: #{', #'.join(str(d) for d in differing[1:8])}"
+                      f"{', ...' if more > 7 else ''})" if more else ""))
+    return out
+
+
 def compare(direct: Run, pooled: Run) -> list[str]:
     if "bind-count-name" in AVOID:
         _without_bind_count_names(direct.session)
         _without_bind_count_names(pooled.session)
-    problems = differences(direct.session, pooled.session)
+    problems = fuzz_differences(direct.session, pooled.session)
     for c in pooled.session.all:
         problems += c.leaks
     if pooled.session.aborted:
@@ -853,6 +907,25 @@ REGRESSIONS: dict[str, tuple[tuple[str, ...], list]] = {
         (0, [P("s0", "SELEC 1"), S, B("", "nope"), C("S", "s0"), S]),
         (0, [B("", "s0"), E(), S]),
     ]),
+    # The Close of the unnamed statement is skipped: it still exists at the next Sync.
+    "pipelined_bind_unnamed_after_skipped_close": (ALL, [
+        (0, [P("", "SELECT 'u'::text AS u"), S]),
+        (0, [B("", "nope"), C("S", ""), S, B("", ""), E(), S]),
+    ]),
+    # A simple-query DEALLOCATE of a name whose Close earlier in the write was skipped: the
+    # statement still exists, PostgreSQL deallocates it.
+    "pipelined_dealloc_after_skipped_close": (ALL, [
+        (0, [P("s1", "SELECT 'c0'::text AS a"), S]),
+        (0, [B("", "nope"), C("S", "s1"), S, Q("DEALLOCATE s1")]),
+        (0, [B("", "s1"), E(), S]),
+    ]),
+    # The unnamed Parse failed, so the unnamed statement is gone (26000), even when a Parse of SQL
+    # the server already has comes between.
+    "pipelined_bind_unnamed_after_failed_parse": (ALL, [
+        (0, [P("s3", "SELECT $1::int + 1000 AS c0_sum"), S]),
+        (0, [P("", "SELECT * FROM no_such_table_fz"), S,
+             P("s4", "SELECT $1::int + 1000 AS c0_sum"), B("", "", [1]), E(), S]),
+    ]),
     # DEALLOCATE (PQexecParams form) of a name whose Parse was skipped: 26000.
     "pipelined_dealloc_pqexecparams_after_skipped_parse": (ALL, [
         (0, [B("", "nope"), P("s3", "SELECT 'c0'::text AS a"), S,
@@ -918,6 +991,14 @@ REGRESSIONS: dict[str, tuple[tuple[str, ...], list]] = {
     "duplicate_parse_keeps_unnamed_statement": (ALL, [
         (0, [P("", "SELECT 'unnamed'::text AS u"), P("s0", "SELECT 'x'::text AS x"),
              P("s0", "SELECT 'y'::text AS y"), B("p0", ""), S, B("", ""), E(), S]),
+    ]),
+    # Unnamed Parses skipped after an error leave the previous unnamed statement in place (two of
+    # them: one alone is handled).
+    "skipped_unnamed_parses_keep_previous": (ALL, [
+        (0, [P("", "SELECT 'first'::text AS u"), S]),
+        (0, [B("", "nope"), P("", "SELECT 'second'::text AS v"), P("", "SELECT 'third'::text AS w"),
+             S]),
+        (0, [D("S", ""), B("", ""), E(), S]),
     ]),
     # -- Errors rewritten to the client's name must name the statement of the message.
     # a and b have the same SQL (one server statement): the error is about a.
@@ -1052,13 +1133,35 @@ def test_outcomes_reads_postgres_answers():
     assert res == ["error", "skipped", None] and skipping
     res, skipping = outcomes([P("", "q"), S], [z], True)
     assert res == ["skipped", "ok"] and not skipping
-    # A skipped unnamed Parse makes the unnamed statement unsafe to bind (documented deviation).
+    # What the generator learns about the unnamed statement: a skipped Parse keeps it, an
+    # executed DEALLOCATE is not bound again (not the supported form), a simple query drops it.
     gen = Generator(0, 1)
     m = gen.models[0]
     gen.learn(m, [P("", "SELECT 1"), S], [("ParseComplete",), z])
-    assert m.unnamed is not None and not m.unnamed_unsafe
+    assert m.unnamed == Sql("SELECT 1") and not m.unnamed_unsafe
     gen.learn(m, [B("", "nope"), P("", "SELECT 2"), S], [err, z])
+    assert m.unnamed == Sql("SELECT 1") and m.unnamed_unsafe == ("unnamed-late" in AVOID)
+    gen.learn(m, [P("", "DEALLOCATE s0"), B("", ""), E(), S],
+              [("ParseComplete",), ("BindComplete",), ("CommandComplete", "DEALLOCATE"), z])
     assert m.unnamed_unsafe
     gen.learn(m, [Q("SELECT 1")], [("RowDescription", ()), ("DataRow", ("1",)),
                                    ("CommandComplete", "SELECT 1"), z])
     assert m.unnamed is None and not m.unnamed_unsafe
+
+
+def test_tolerated_is_only_the_documented_deviation():
+    """The comparison lets through 25P02 for 08P01 / a description in a failed block, and
+    nothing else."""
+    abort = ("ErrorResponse", "ERROR", "ERROR", "25P02",
+             "current transaction is aborted, commands ignored until end of transaction block")
+    count = ("ErrorResponse", "ERROR", "ERROR", "08P01",
+             'bind message supplies 2 parameters, but prepared statement "s" requires 1')
+    zE, zT, zI = ("ReadyForQuery", "E"), ("ReadyForQuery", "T"), ("ReadyForQuery", "I")
+    pd, nd = ("ParameterDescription", ()), ("NoData",)
+    assert _same([count, zE], [abort, zE])
+    assert _same([pd, nd, abort, zE, ("BindComplete",), zI], [abort, zE, ("BindComplete",), zI])
+    assert not _same([count, zI], [abort, zI])                     # not in a failed block
+    assert not _same([pd, nd, ("BindComplete",), zT], [abort, zE])  # the block was fine
+    assert not _same([("BindComplete",), zE], [abort, zE])          # PostgreSQL bound it
+    assert not _same([count, zE], [("ErrorResponse", "ERROR", "ERROR", "26000", "x"), zE])
+    assert not _same([pd, nd, abort, zE], [abort, zE, ("BindComplete",), zI])

@@ -104,9 +104,9 @@ struct ClientStatements {
   // (0 = the client has none).
   std::string unnamedBody;
   uint64_t unnamedGen = 0;
-  // The one a Parse in flight replaced (swapped, so no allocation once warm).
-  std::string previousUnnamedBody;
-  uint64_t previousUnnamedGen = 0;
+  // The last one the server parsed (what a Parse skipped after an error leaves in place).
+  std::string confirmedUnnamedBody;
+  uint64_t confirmedUnnamedGen = 0;
   // Names whose Parse the server has not answered yet, with the Sync segment it was sent in.
   std::unordered_map<std::string, uint64_t, NameHash, std::equal_to<>> unconfirmed;
 
