@@ -244,7 +244,7 @@ StatementRelay::Step StatementRelay::onQuery(const FrameHeader& h, std::string_v
   // A simple query drops the unnamed statement, in PostgreSQL and so here.
   unnamedGen_ = 0;
   auto* n = namesIfAny();
-  if (n) n->unnamedGen = 0;
+  if (n) n->unnamedGen = n->confirmedUnnamedGen = 0;
   // A query that may DEALLOCATE or DISCARD drops statements on the server (shared ones too) and
   // maybe the client's names: until it has run, what the client pipelines after it that uses a
   // statement waits for its ReadyForQuery. Whether it may is read from the whole text.
