@@ -1000,6 +1000,17 @@ REGRESSIONS: dict[str, tuple[tuple[str, ...], list]] = {
              S]),
         (0, [D("S", ""), B("", ""), E(), S]),
     ]),
+    # An unnamed Parse skipped after an error, followed in its segment by a Parse of a name the
+    # client has: the unnamed statement was never made, Bind '' gets 26000 and must not run it.
+    "skipped_unnamed_parse_never_runs": (ALL, [
+        (0, [P("s4", "SELECT 1"), B("", "nope"), P("", "SELECT 'never parsed'::text AS u"),
+             P("s4", "SELECT 'x'::text AS x"), S, B("", ""), E(), S]),
+    ]),
+    "skipped_unnamed_parse_never_runs_after_duplicate": (ALL, [
+        (0, [P("s3", "SELECT 'shared'::text AS s"), S]),
+        (0, [P("s3", "SELECT $1::int * 2 AS doubled"), P("", "SELECT 'shared'::text AS s"),
+             P("s4", "SELECT 'shared'::text AS s"), S, B("", ""), E(), S]),
+    ]),
     # -- Errors rewritten to the client's name must name the statement of the message.
     # a and b have the same SQL (one server statement): the error is about a.
     "bind_error_names_the_other_name": (ALL, [
