@@ -149,6 +149,7 @@ PendingOp& StatementRelay::queue(OpKind kind, OpSource source) {
   op.kind = kind;
   op.source = source;
   op.segment = segment_;
+  op.id = ++lastOpId_;
   return op;
 }
 
@@ -200,7 +201,8 @@ StatementRelay::Step StatementRelay::onClientMessage(const FrameHeader& h) {
             op.dropsServerStatement = std::exchange(deallocDropsServerStatement_, false);
             op.stmt = std::move(it->second);
             n->named.erase(it);
-            n->unconfirmed.insert_or_assign(deallocPending_, segment_);
+            n->unconfirmed.insert_or_assign(deallocPending_,
+                                            ClientStatements::Unanswered{segment_, op.id});
           }
         }
         deallocPending_.clear();
@@ -229,14 +231,14 @@ bool StatementRelay::fateUnknown(std::string_view name) {
   auto* n = namesIfAny();
   if (!n || n->unconfirmed.empty()) return false;
   auto it = n->unconfirmed.find(name);
-  return it != n->unconfirmed.end() && it->second < segment_;
+  return it != n->unconfirmed.end() && it->second.segment < segment_;
 }
 
 void StatementRelay::confirmName(const PendingOp& op) {
   auto* n = attached() ? namesIfAny() : nullptr;
   if (!n || (op.undo != OpUndo::ForgetNamed && op.undo != OpUndo::RestoreNamed)) return;
   auto it = n->unconfirmed.find(op.text);
-  if (it != n->unconfirmed.end() && it->second == op.segment) n->unconfirmed.erase(it);
+  if (it != n->unconfirmed.end() && it->second.op == op.id) n->unconfirmed.erase(it);
 }
 
 StatementRelay::Step StatementRelay::onQuery(const FrameHeader& h, std::string_view payload,
@@ -244,7 +246,7 @@ StatementRelay::Step StatementRelay::onQuery(const FrameHeader& h, std::string_v
   // A simple query drops the unnamed statement, in PostgreSQL and so here.
   unnamedGen_ = 0;
   auto* n = namesIfAny();
-  if (n) n->unnamedGen = n->confirmedUnnamedGen = 0;
+  if (n) n->unnamedGen = 0;  // the confirmed one goes when the server runs it (ReadyForQuery)
   // A query that may DEALLOCATE or DISCARD drops statements on the server (shared ones too) and
   // maybe the client's names: until it has run, what the client pipelines after it that uses a
   // statement waits for its ReadyForQuery. Whether it may is read from the whole text.
@@ -366,7 +368,6 @@ StatementRelay::Step StatementRelay::onParse(const FrameHeader& h, std::string_v
   }
   StmtRef stmt = server_.registry->intern(m.body);
   n.named.emplace(std::string(m.name), stmt);
-  n.unconfirmed.insert_or_assign(std::string(m.name), segment_);
   auto it = onServer_.find(stmt.get());
   if (it != onServer_.end() && (it->second.confirmed || it->second.segment == segment_)) {
     // Already prepared here. The server still answers this Parse, as the unnamed statement:
@@ -381,6 +382,8 @@ StatementRelay::Step StatementRelay::onParse(const FrameHeader& h, std::string_v
     op.undo = OpUndo::ForgetNamed;
     op.text.assign(m.name);
     op.stmt = stmt;
+    n.unconfirmed.insert_or_assign(std::string(m.name),
+                                   ClientStatements::Unanswered{segment_, op.id});
     return Step::Consumed;
   }
   sendPrepare(stmt, OpSource::Client, m.name);
@@ -487,7 +490,8 @@ StatementRelay::Step StatementRelay::onClose(const FrameHeader& h, std::string_v
     op.stmt = std::move(it->second);
     n.named.erase(it);
     // Until its turn comes (or an error skips it), whether the name is gone is not known.
-    n.unconfirmed.insert_or_assign(std::string(t.name), segment_);
+    n.unconfirmed.insert_or_assign(std::string(t.name),
+                                   ClientStatements::Unanswered{segment_, op.id});
   }
   discardClientMessage(h.frameSize());
   return Step::Consumed;
@@ -573,6 +577,8 @@ void StatementRelay::sendPrepare(const StmtRef& stmt, OpSource source,
   if (!clientName.empty()) {  // the client's own Parse: its name exists only if this succeeds
     op.undo = OpUndo::ForgetNamed;
     op.text.assign(clientName);
+    names().unconfirmed.insert_or_assign(std::string(clientName),
+                                         ClientStatements::Unanswered{segment_, op.id});
   }
   auto& entry = onServer_[stmt.get()];
   entry.stmt = stmt;
@@ -734,6 +740,9 @@ StatementRelay::Reply StatementRelay::onServerMessage(char tag, std::string_view
         OpKind k = ops_.front().kind;
         bool ends = (k == OpKind::Sync && !ops_.front().ignored) || isRequest(k);
         bool ours = ops_.front().source == OpSource::Injected;
+        if (k == OpKind::Query) {  // it ran: PostgreSQL dropped the unnamed statement
+          if (auto* n = attached() ? namesIfAny() : nullptr) n->confirmedUnnamedGen = 0;
+        }
         popFront();
         if (ends) return ours ? Reply::Drop : Reply::Forward;
       }

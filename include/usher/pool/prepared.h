@@ -108,7 +108,11 @@ struct ClientStatements {
   std::string confirmedUnnamedBody;
   uint64_t confirmedUnnamedGen = 0;
   // Names whose Parse the server has not answered yet, with the Sync segment it was sent in.
-  std::unordered_map<std::string, uint64_t, NameHash, std::equal_to<>> unconfirmed;
+  struct Unanswered {
+    uint64_t segment;  // the Sync segment it was sent in
+    uint64_t op;       // which operation (a Close and a Parse of one name may both be pending)
+  };
+  std::unordered_map<std::string, Unanswered, NameHash, std::equal_to<>> unconfirmed;
 
   const StmtRef* find(std::string_view name) const {
     auto it = named.find(name);

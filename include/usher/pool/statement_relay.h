@@ -96,6 +96,7 @@ struct PendingOp {
   char sqlstate[6] = {};  // Failing: the error to give
   uint64_t segment = 0;   // Syncs sent before this operation
   uint64_t gen = 0;       // unnamed statement generation (undo)
+  uint64_t id = 0;        // unique per relay
   StmtRef stmt;
   std::string text;  // the client's name (undo), or Failing's message
 };
@@ -245,6 +246,7 @@ class StatementRelay {
   bool unnamedOpPending_ = false;  // whose unnamed
                                    // statement the server holds (0: nobody's)
   uint64_t prepareSerial_ = 0;
+  uint64_t lastOpId_ = 0;
   int namesInDoubt_ = 0;
   bool deallocDropsServerStatement_ = false;  // such Queries not yet answered
   bool skipping_ = false;                     // the server discards until the next Sync we send
