@@ -764,7 +764,7 @@ StatementRelay::Reply StatementRelay::succeed() {
     unnamedConfirmed_ = true;
   if (op.undo == OpUndo::ForgetUnnamed) {
     if (auto* n = attached() ? namesIfAny() : nullptr) {
-      n->confirmedUnnamedBody.assign(op.text);
+      std::swap(n->confirmedUnnamedBody, op.text);  // op is done with it: no copy
       n->confirmedUnnamedGen = op.gen;
     }
   }

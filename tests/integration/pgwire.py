@@ -172,45 +172,33 @@ class RawConnection:
             if msg[0] == b"Z":
                 return out
 
-    def read_until_ready(self, n: int, timeout: float | None = None) -> list[tuple[bytes, bytes]]:
-        """Every message until the n-th ReadyForQuery (inclusive). TimeoutError when they do not all
-        arrive within `timeout` (default: the connection's), ConnectionError on EOF; either carries
-        the messages read so far in its `partial` attribute."""
+    def _read_until(self, done, what: str, timeout: float | None) -> list[tuple[bytes, bytes]]:
+        """Messages until done(messages) is true. TimeoutError when that does not happen within
+        `timeout` (default: the connection's), ConnectionError on EOF; either carries the
+        messages read so far in its `partial` attribute."""
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         out: list[tuple[bytes, bytes]] = []
-        seen = 0
-        while seen < n:
+        while not done(out):
             try:
                 msg = self.read_message(timeout=max(0.0, deadline - time.monotonic()))
             except TimeoutError as exc:
                 exc.partial = out
                 raise
             if msg is None:
-                exc = ConnectionError(f"connection closed after {seen} of {n} ReadyForQuery")
+                exc = ConnectionError(f"connection closed before {what}")
                 exc.partial = out
                 raise exc
             out.append(msg)
-            if msg[0] == b"Z":
-                seen += 1
         return out
 
+    def read_until_ready(self, n: int, timeout: float | None = None) -> list[tuple[bytes, bytes]]:
+        """Every message until the n-th ReadyForQuery (inclusive); errors as _read_until."""
+        return self._read_until(lambda out: sum(1 for t, _ in out if t == b"Z") >= n,
+                                f"ReadyForQuery #{n}", timeout)
+
     def read_n_messages(self, n: int, timeout: float | None = None) -> list[tuple[bytes, bytes]]:
-        """Exactly n messages (for a Flush without Sync, where no ReadyForQuery comes).
-        TimeoutError / ConnectionError carry the messages read so far in `partial`."""
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-        out: list[tuple[bytes, bytes]] = []
-        while len(out) < n:
-            try:
-                msg = self.read_message(timeout=max(0.0, deadline - time.monotonic()))
-            except TimeoutError as exc:
-                exc.partial = out
-                raise
-            if msg is None:
-                exc = ConnectionError(f"connection closed after {len(out)} of {n} messages")
-                exc.partial = out
-                raise exc
-            out.append(msg)
-        return out
+        """Exactly n messages (for a Flush without Sync, where no ReadyForQuery comes)."""
+        return self._read_until(lambda out: len(out) >= n, f"message #{n}", timeout)
 
 
 @functools.lru_cache(maxsize=64)
