@@ -1,4 +1,4 @@
-// usher: arguments, config, logging, privileges, then one worker running until shutdown.
+// usher: arguments, config, logging, privileges, then the workers running until shutdown.
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
@@ -14,7 +14,7 @@
 
 #include "usher/base/log.h"
 #include "usher/config/config.h"
-#include "usher/net/worker.h"
+#include "usher/net/engine.h"
 #include "usher_version.h"
 
 namespace {
@@ -141,6 +141,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::signal(SIGPIPE, SIG_IGN);
+  usher::net::catchEarlySignals();
 
   auto loaded = usher::config::loadConfig(opts.configPath);
   if (!loaded) {
@@ -169,8 +170,8 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  usher::net::Worker worker(config);
-  if (auto listening = worker.listen(); !listening) {
+  usher::net::Engine engine(config);
+  if (auto listening = engine.listen(); !listening) {
     usher::log::main().critical("{}", listening.error().message);
     return 1;
   }
@@ -184,9 +185,9 @@ int main(int argc, char** argv) {
                                 std::strerror(errno));
     return 1;
   }
-  usher::log::main().info("usher {} started (pid {}, config {})", USHER_VERSION, getpid(),
-                          config->path);
-  worker.run();
+  usher::log::main().info("usher {} started (pid {}, config {}, {} worker{})", USHER_VERSION,
+                          getpid(), config->path, engine.size(), engine.size() == 1 ? "" : "s");
+  engine.run();
   if (!config->pidFile.empty()) unlink(config->pidFile.c_str());
   usher::log::main().info("usher stopped");
   return 0;

@@ -1,4 +1,6 @@
-// Subsystem loggers: created once, re-created on reload when the log options change.
+// Subsystem loggers: created once, re-created on reload when the log options change. Workers log
+// from their own threads, so a logger set is never freed: a reload that changes the options
+// publishes a new set and keeps the old one for whoever still holds a reference to it.
 #include "usher/base/log.h"
 
 #include <spdlog/pattern_formatter.h>
@@ -6,7 +8,9 @@
 #include <spdlog/sinks/stdout_sinks.h>
 
 #include <array>
+#include <atomic>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 namespace usher::log {
@@ -14,8 +18,11 @@ namespace {
 
 constexpr std::array<const char*, 7> kNames = {"main", "net",   "proto", "auth",
                                                "pool", "admin", "config"};
-std::array<std::shared_ptr<spdlog::logger>, kNames.size()> gLoggers;
+std::array<std::atomic<spdlog::logger*>, kNames.size()> gLoggers{};
 std::once_flag gDefaultOnce;
+std::mutex gSetupMutex;
+std::vector<std::shared_ptr<spdlog::logger>> gAllLoggers;  // every set ever published
+std::optional<Options> gCurrent;
 
 // A JSON line per record. The message is escaped by a custom flag so quotes and control
 // characters in it cannot break the line.
@@ -75,13 +82,22 @@ void ensureDefault() {
 }
 
 spdlog::logger& get(size_t i) {
-  if (!gLoggers[i]) ensureDefault();
-  return *gLoggers[i];
+  spdlog::logger* l = gLoggers[i].load(std::memory_order_acquire);
+  if (!l) {
+    ensureDefault();
+    l = gLoggers[i].load(std::memory_order_acquire);
+  }
+  return *l;
 }
 
 }  // namespace
 
 void setup(const Options& options) {
+  std::lock_guard lock(gSetupMutex);
+  if (gCurrent && gCurrent->file == options.file && gCurrent->json == options.json &&
+      gCurrent->verbose == options.verbose && gCurrent->quiet == options.quiet)
+    return;
+  gCurrent = options;
   std::vector<spdlog::sink_ptr> sinks;
   auto err = std::make_shared<spdlog::sinks::stderr_sink_mt>();
   err->set_formatter(makeFormatter(options.json));
@@ -105,7 +121,8 @@ void setup(const Options& options) {
     auto logger = std::make_shared<spdlog::logger>(kNames[i], sinks.begin(), sinks.end());
     logger->set_level(level);
     logger->flush_on(spdlog::level::info);
-    gLoggers[i] = logger;
+    gAllLoggers.push_back(logger);
+    gLoggers[i].store(logger.get(), std::memory_order_release);
   }
 }
 

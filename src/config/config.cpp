@@ -157,7 +157,8 @@ Result<void> validate(Config& c) {
     // hardware_concurrency() may return 0 when it cannot tell; one worker is always correct.
     c.workers = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   }
-  const std::array<std::pair<std::string_view, Millis>, 10> durations{{
+  const std::array<std::pair<std::string_view, Millis>, 11> durations{{
+      {"worker_fifo_slack", c.workerFifoSlack},
       {"server_connect_timeout", c.serverConnectTimeout},
       {"server_login_retry", c.serverLoginRetry},
       {"query_wait_timeout", c.queryWaitTimeout},
@@ -506,6 +507,7 @@ const GeneralSetting kGeneralSettings[] = {
     {"user", ValueKind::Text, &Config::runAsUser},
     {"verbose", ValueKind::Integer, &Config::verbose},
     {"workers", ValueKind::Integer, &Config::workers},
+    {"worker_fifo_slack", ValueKind::Duration, &Config::workerFifoSlack},
 };
 
 // Every other key PgBouncer 1.25 documents for [pgbouncer]: accepted, reported as unsupported.

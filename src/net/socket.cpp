@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <utility>
 
 namespace usher::net {
 
@@ -122,6 +123,14 @@ void Socket::close() {
   uv_close(reinterpret_cast<uv_handle_t*>(&poll_), &Socket::onClose);
   ::close(fd_);
   fd_ = -1;
+}
+
+int Socket::release() {
+  if (closing_ || !polling_) return -1;
+  closing_ = true;
+  // uv_close drops the fd from this loop's epoll set now, before another loop adds it.
+  uv_close(reinterpret_cast<uv_handle_t*>(&poll_), &Socket::onClose);
+  return std::exchange(fd_, -1);
 }
 
 void Socket::onClose(uv_handle_t* handle) {

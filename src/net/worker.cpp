@@ -1,6 +1,7 @@
 // Worker: the loop, the listeners, accepting clients, cancel keys, reload and shutdown.
 #include "usher/net/worker.h"
 
+#include <fcntl.h>
 #include <sodium.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -17,21 +18,92 @@
 
 namespace usher::net {
 
-Worker::Worker(config::ConfigPtr config)
-    : config_(std::move(config)), buffers_(config_->pktBuf), pools_(*this) {
+Worker::Worker(Engine& engine, int index, config::ConfigPtr config)
+    : engine_(engine),
+      index_(index),
+      config_(std::move(config)),
+      buffers_(config_->pktBuf),
+      pools_(*this) {
   uv_loop_init(&loop_);
+  uv_async_init(&loop_, &mailAsync_, &Worker::onMail);
+  mailAsync_.data = this;
   janitor_ = std::make_unique<janitor::Janitor>(*this);
   startTimeUnix_ = int64_t(time(nullptr));
 }
 
 Worker::~Worker() {
+  closeMailbox();
   // Everything attached was closed by shutdown; run the loop once more to deliver close callbacks.
   uv_run(&loop_, UV_RUN_DEFAULT);
   uv_loop_close(&loop_);
 }
 
-Result<void> Worker::listen() {
+// ---- mail from other workers -------------------------------------------------------------------
+
+bool Worker::post(Task task) {
+  {
+    std::lock_guard lock(mailMutex_);
+    if (!mailOpen_) return false;
+    mail_.push_back(std::move(task));
+    if (mail_.size() > 1) return true;  // the first one already woke the loop
+  }
+  uv_async_send(&mailAsync_);
+  return true;
+}
+
+void Worker::onMail(uv_async_t* handle) {
+  auto* w = static_cast<Worker*>(handle->data);
+  {
+    std::lock_guard lock(w->mailMutex_);
+    w->mailRunning_.swap(w->mail_);
+  }
+  for (auto& task : w->mailRunning_) task(*w);
+  w->mailRunning_.clear();
+}
+
+void Worker::closeMailbox() {
+  std::vector<Task> left;
+  {
+    std::lock_guard lock(mailMutex_);
+    if (!mailOpen_) return;
+    mailOpen_ = false;
+    left.swap(mail_);
+  }
+  // Tasks still queued run now (a server handed over is closed by its pool, a gather completes).
+  for (auto& task : left) task(*this);
+  uv_close(reinterpret_cast<uv_handle_t*>(&mailAsync_), nullptr);
+}
+
+// ---- listeners ---------------------------------------------------------------------------------
+
+Result<void> Worker::listen(const Worker* first) {
   const auto& cfg = *config_;
+  bool reusePort = engine_.size() > 1;
+  if (first) {
+    // The same TCP ports (the kernel spreads connections over the workers' sockets) and the same
+    // Unix sockets (one file, so one socket: each worker polls a duplicate of it).
+    for (const auto& other : first->listeners_) {
+      int fd = -1;
+      if (other->endpoint.isUnix()) {
+        fd = ::fcntl(other->fd, F_DUPFD_CLOEXEC, 0);
+        if (fd < 0)
+          return failPlain("cannot share " + other->endpoint.text + ": " + std::strerror(errno));
+      } else {
+        auto opened = listenOn(other->endpoint, cfg.listenBacklog, true, cfg.unixSocketMode);
+        if (!opened) return std::unexpected(opened.error());
+        fd = *opened;
+      }
+      auto l = std::make_unique<Listener>();
+      l->worker = this;
+      l->fd = fd;
+      l->endpoint = other->endpoint;
+      uv_poll_init_socket(&loop_, &l->poll, l->fd);
+      l->poll.data = l.get();
+      uv_poll_start(&l->poll, UV_READABLE, &Worker::onAcceptable);
+      listeners_.push_back(std::move(l));
+    }
+    return {};
+  }
   std::vector<Endpoint> endpoints;
   auto tcp = listenEndpoints(cfg.listenAddrs, cfg.listenPort);
   if (!tcp) return std::unexpected(tcp.error());
@@ -48,7 +120,7 @@ Result<void> Worker::listen() {
     if (auto ok = metrics_->listen(cfg.metricsListen); !ok) return ok;
   }
   for (const auto& ep : endpoints) {
-    auto fd = listenOn(ep, cfg.listenBacklog, cfg.workers > 1, cfg.unixSocketMode);
+    auto fd = listenOn(ep, cfg.listenBacklog, reusePort, cfg.unixSocketMode);
     if (!fd) return std::unexpected(fd.error());
     auto l = std::make_unique<Listener>();
     l->worker = this;
@@ -57,7 +129,8 @@ Result<void> Worker::listen() {
     uv_poll_init_socket(&loop_, &l->poll, l->fd);
     l->poll.data = l.get();
     uv_poll_start(&l->poll, UV_READABLE, &Worker::onAcceptable);
-    log::net().info("listening on {}", ep.text);
+    log::net().info("listening on {}{}", ep.text,
+                    reusePort ? " (" + std::to_string(engine_.size()) + " workers)" : "");
     listeners_.push_back(std::move(l));
   }
   return {};
@@ -86,7 +159,8 @@ void Worker::accept(Listener& listener) {
     std::string peerName = listener.endpoint.isUnix() ? "unix" : peerText(peer, len);
     // Over max_client_conn the connection is still accepted: the refusal is sent after its
     // startup packet (so SSL negotiation and CancelRequests work), as PgBouncer does.
-    bool overLimit = int(clients_.size()) >= config_->maxClientConn;
+    bool overLimit =
+        engine_.clients.fetch_add(1, std::memory_order_relaxed) >= config_->maxClientConn;
     int peerUid = -1;
     if (listener.endpoint.isUnix()) {
       ucred cred{};
@@ -97,6 +171,7 @@ void Worker::accept(Listener& listener) {
     clients_.pushBack(*client);
     if (!client->start(fd, overLimit, peerUid)) {
       clients_.remove(*client);
+      engine_.clients.fetch_sub(1, std::memory_order_relaxed);
       delete client;
     }
   }
@@ -104,13 +179,16 @@ void Worker::accept(Listener& listener) {
 
 void Worker::clientClosed(client::ClientSession& client) {
   clients_.remove(client);
+  engine_.clients.fetch_sub(1, std::memory_order_relaxed);
   if (shutdown_ != Shutdown::None) checkShutdownDone();
 }
 
 std::pair<int32_t, int32_t> Worker::issueCancelKey(client::ClientSession& client) {
+  // The low byte names this worker, so whichever worker accepts the CancelRequest can route it.
+  static_assert(Engine::kMaxWorkers == 256);
   int32_t pid;
   do {
-    pid = int32_t(secureRandomU32() & 0x7fffffff);
+    pid = int32_t((secureRandomU32() & 0x7fffff00u) | uint32_t(index_));
   } while (pid == 0 || cancelKeys_.contains(pid));
   int32_t key = int32_t(secureRandomU32());
   cancelKeys_.emplace(pid, &client);
@@ -122,6 +200,14 @@ void Worker::forgetCancelKey(int32_t pid) {
 }
 
 void Worker::cancelRequested(int32_t pid, int32_t key) {
+  int owner = int(uint32_t(pid) & 0xffu);
+  if (owner != index_) {
+    if (owner < engine_.size())
+      engine_.post(owner, [pid, key](Worker& w) { w.cancelRequested(pid, key); });
+    else
+      log::net().debug("cancel request with an unknown key ignored");
+    return;
+  }
   auto it = cancelKeys_.find(pid);
   if (it == cancelKeys_.end()) {
     log::net().debug("cancel request with an unknown key ignored");
@@ -147,17 +233,14 @@ bool Worker::reload() {
                         fresh.error().message);
     return false;
   }
-  applyConfig(std::move(*fresh));
+  if (auto& next = *fresh; next->workers != config_->workers)
+    log::config().warn("workers takes effect at restart (running {})", engine_.size());
+  engine_.applyConfig(index_, std::move(*fresh));
   log::config().info("configuration reloaded from {}", config_->path);
   return true;
 }
 
 void Worker::applyConfig(config::ConfigPtr next) {
-  if (next->listenAddrs != config_->listenAddrs || next->listenPort != config_->listenPort ||
-      next->unixSocketDir != config_->unixSocketDir)
-    log::config().warn("listen_addr, listen_port and unix_socket_dir take effect at restart");
-  log::setup(
-      {next->logFile, next->logFormat == config::LogFormat::Json, next->verbose, next->quiet});
   config_ = std::move(next);
   pools_.reconfigure(*config_);
 }
@@ -246,6 +329,8 @@ void Worker::checkShutdownDone() {
       break;
   }
   if (!done) return;
+  // Worker 0 holds the signal handlers: it stops last, so a second signal still reaches usher.
+  if (index_ == 0 && engine_.running() > 1) return;
   if (stopping_) return;
   stopping_ = true;
   // Close everything; uv_run returns once the last handle's close callback has run.
@@ -254,31 +339,39 @@ void Worker::checkShutdownDone() {
   pools_.closeAll("usher shutting down");
   janitor_->stop();
   for (auto& s : signals_) uv_close(reinterpret_cast<uv_handle_t*>(&s), nullptr);
+  closeMailbox();
 }
 
 void Worker::onSignal(uv_signal_t* handle, int signum) {
-  auto* w = static_cast<Worker*>(handle->data);
+  static_cast<Worker*>(handle->data)->handleSignal(signum);
+}
+
+void Worker::handleSignal(int signum) {
   switch (signum) {
     case SIGHUP:
-      w->reload();
+      reload();
       break;
     case SIGTERM:
-      w->beginShutdown(Shutdown::WaitForClients);
+      engine_.broadcast(-1, [](Worker& w) { w.beginShutdown(Shutdown::WaitForClients); });
       break;
     case SIGINT:
-      w->beginShutdown(Shutdown::WaitForServers);
+      engine_.broadcast(-1, [](Worker& w) { w.beginShutdown(Shutdown::WaitForServers); });
       break;
     case SIGUSR1:  // PgBouncer: PAUSE — new transactions wait, running ones finish
       log::main().info("SIGUSR1: pausing all pools");
-      w->setPaused(true);
-      w->pools().forEach([](pool::Pool& p) { p.pause(); });
+      engine_.broadcast(-1, [](Worker& w) {
+        w.setPaused(true);
+        w.pools().forEach([](pool::Pool& p) { p.pause(); });
+      });
       break;
     case SIGUSR2:  // PgBouncer: RESUME
       log::main().info("SIGUSR2: resuming");
-      w->setPaused(false);
-      w->setSuspended(false);
-      w->pools().forEach([w](pool::Pool& p) {
-        if (!w->databasePaused(p.database())) p.resume();
+      engine_.broadcast(-1, [](Worker& w) {
+        w.setPaused(false);
+        w.setSuspended(false);
+        w.pools().forEach([&w](pool::Pool& p) {
+          if (!w.databasePaused(p.database())) p.resume();
+        });
       });
       break;
     default:
@@ -286,8 +379,7 @@ void Worker::onSignal(uv_signal_t* handle, int signum) {
   }
 }
 
-void Worker::run() {
-  janitor_->start();
+void Worker::installSignalHandlers() {
   signals_.resize(5);
   int nums[] = {SIGHUP, SIGTERM, SIGINT, SIGUSR1, SIGUSR2};
   for (size_t i = 0; i < signals_.size(); ++i) {
@@ -295,6 +387,11 @@ void Worker::run() {
     signals_[i].data = this;
     uv_signal_start(&signals_[i], &Worker::onSignal, nums[i]);
   }
+  if (int early = takeEarlySignal()) handleSignal(early);
+}
+
+void Worker::run() {
+  janitor_->start();
   uv_run(&loop_, UV_RUN_DEFAULT);
 }
 

@@ -30,8 +30,14 @@ bool isTrackedParam(std::string_view name, const std::vector<std::string>& track
   return false;
 }
 
-Pool::Pool(net::Worker& worker, PoolManager& manager, std::string database, std::string user)
-    : worker_(worker), manager_(manager), database_(std::move(database)), user_(std::move(user)) {}
+Pool::Pool(net::Worker& worker, PoolManager& manager, SharedPool& shared, std::string database,
+           std::string user)
+    : statements(&shared.statements),
+      worker_(worker),
+      manager_(manager),
+      shared_(shared),
+      database_(std::move(database)),
+      user_(std::move(user)) {}
 
 Pool::~Pool() = default;
 
@@ -44,6 +50,18 @@ void Pool::configure(const config::Config& config, const config::DatabaseConfig&
   reserveTimeoutMs_ = config.reservePoolTimeout;
   backoffCapMs_ = std::max<int64_t>(kFirstRetryMs, config.serverLoginRetry);
   dbKey_ = db.name;
+  // worker_fifo_slack: strict order hands over about half the servers released in a saturated
+  // pool (each hand-over is two epoll_ctl and a wake-up); with some slack, balanced queues keep
+  // their servers.
+  fifoSlackUs_ = uint64_t(config.workerFifoSlack) * 1000;
+  dbLimit_ = db.maxDbConnections.value_or(config.maxDbConnections);
+  userLimit_ =
+      user && user->maxUserConnections ? *user->maxUserConnections : config.maxUserConnections;
+  if (!dbServers_) {
+    auto& shared = worker_.engine().sharedPools();
+    dbServers_ = &shared.database(dbKey_);
+    userServers_ = &shared.user(user_);
+  }
 
   std::string host = db.host;
   bool moved = host != host_ || db.port != port_;
@@ -78,6 +96,7 @@ void Pool::configure(const config::Config& config, const config::DatabaseConfig&
 
 void Pool::clientLoggedIn(client::ClientSession& client) {
   ++stats.logins;
+  if (!welcomeKnown_) welcomeArrived();  // another worker's server may have logged in meanwhile
   if (welcomeKnown_) {
     clients_.pushBack(client);  // before finishLogin(): it may go straight on to acquire()
     client.finishLogin();
@@ -88,20 +107,90 @@ void Pool::clientLoggedIn(client::ClientSession& client) {
 }
 
 void Pool::acquire(client::ClientSession& client) {
-  if (!paused_ && !worker_.pausedForShutdown() && waiting_.empty() && !idle_.empty()) {
+  if (!paused_ && !worker_.pausedForShutdown() && waiting_.empty() && !idle_.empty() &&
+      !shared_.othersWaitLonger(worker_.index(), client.waitStartUs() - fifoSlackUs_)) {
     ServerSession* s = idle_.back();  // most recently used: warm caches, fewer servers in use
     link(client, *s);
     return;
   }
   clients_.remove(client);
   waiting_.pushBack(client);
-  launchIfNeeded(worker_.nowMs());
+  publishWaiters();
+  if (paused_ || worker_.pausedForShutdown()) return;
+  dispatchIdle(false);  // our idle servers, if any, go to whoever waited longest
+  if (waiting_.contains(client)) {
+    askOtherWorkers();
+    launchIfNeeded(worker_.nowMs());
+  }
+}
+
+void Pool::publishWaiters() {
+  const client::ClientSession* oldest = waiting_.front();
+  shared_.publishOldestWaiter(worker_.index(), oldest ? oldest->waitStartUs() : kNobodyWaits);
+}
+
+void Pool::askOtherWorkers() {
+  if (waiting_.empty()) return;
+  int other = shared_.workerWithIdle(worker_.index());
+  if (other < 0) return;
+  SharedPool* key = &shared_;
+  worker_.engine().post(other, [key](net::Worker& w) {
+    if (Pool* p = w.pools().find(*key)) p->serveOtherWorkers();
+  });
+}
+
+void Pool::serveOtherWorkers() {
+  dispatchIdle(true);
+}
+
+void Pool::dispatchIdle(bool oncePerWorker) {
+  uint64_t servedWorkers = 0;  // bit per worker (first 64), for oncePerWorker
+  while (!paused_ && !worker_.pausedForShutdown() && !idle_.empty()) {
+    uint64_t since = 0;
+    int to = shared_.oldestWaiter(&since);
+    if (to < 0) return;
+    const client::ClientSession* local = waiting_.front();
+    if (to != worker_.index() && local && local->waitStartUs() <= since + fifoSlackUs_)
+      to = worker_.index();  // within the slack: ours first, no hand-over
+    if (to == worker_.index()) {
+      if (waiting_.empty()) return;  // our slot is being rewritten; nothing to do here
+      link(*waiting_.front(), *idle_.back());
+      continue;
+    }
+    if (oncePerWorker && to < 64) {
+      if (servedWorkers & (uint64_t(1) << to)) return;
+      servedWorkers |= uint64_t(1) << to;
+    }
+    handOff(*idle_.back(), to);
+  }
+}
+
+void Pool::handOff(ServerSession& server, int toWorker) {
+  // A server with bytes of its own still buffered stays (rare: a notice while idle).
+  if (!server.readyToMove()) {
+    server.close("cannot hand over a server with unread input");
+    return;
+  }
+  server.handOff(toWorker);
+}
+
+void Pool::serverLeft(ServerSession&) {
+  if (serverCount_ > 0) --serverCount_;
+}
+
+void Pool::serverArrived(ServerSession& server) {
+  ++serverCount_;
+  server.generation = generation_;
+  serverStateChanged(server);
+  if (!waiting_.empty() || shared_.oldestWaiter() >= 0) dispatchIdle(false);
+  askOtherWorkers();  // still waiting here: the next one, if another worker has it idle
 }
 
 void Pool::link(client::ClientSession& client, ServerSession& server) {
   if (waiting_.contains(client)) {
     waiting_.remove(client);
     stats.waitTimeUs += monotonicMicros() - client.waitStartUs();
+    publishWaiters();
   }
   if (!clients_.contains(client)) clients_.pushBack(client);
   ++stats.serverAssignments;
@@ -112,7 +201,10 @@ void Pool::link(client::ClientSession& client, ServerSession& server) {
 void Pool::forgetClient(client::ClientSession& client) {
   clients_.remove(client);
   loginWaiting_.remove(client);
-  waiting_.remove(client);
+  if (waiting_.contains(client)) {
+    waiting_.remove(client);
+    publishWaiters();
+  }
 }
 
 void Pool::rememberScramKeys(const auth::Key32& clientKey, const auth::ScramVerifier& verifier) {
@@ -148,6 +240,7 @@ void Pool::serverStateChanged(ServerSession& server) {
     case ServerState::Closed:
       break;
   }
+  shared_.publishIdle(worker_.index(), int(idle_.size()));
 }
 
 void Pool::serverLoggedIn(ServerSession& server) {
@@ -155,13 +248,23 @@ void Pool::serverLoggedIn(ServerSession& server) {
   nextAttemptMs_ = 0;
   server.generation = generation_;
   if (!welcomeKnown_) {
-    welcome_ = server.params();
-    welcomeKnown_ = true;
-    // Everyone who logged in while we learned the server's parameters is welcomed now.
-    while (auto* c = loginWaiting_.popFront()) {
-      clients_.pushBack(*c);
-      c->finishLogin();
-    }
+    shared_.setWelcome(server.params());
+    // Clients of this pool on other workers may be waiting for these parameters too.
+    SharedPool* key = &shared_;
+    worker_.engine().broadcast(worker_.index(), [key](net::Worker& w) {
+      if (Pool* p = w.pools().find(*key)) p->welcomeArrived();
+    });
+    welcomeArrived();
+  }
+}
+
+void Pool::welcomeArrived() {
+  if (!welcomeKnown_ && !shared_.welcome(welcome_)) return;
+  welcomeKnown_ = true;
+  // Everyone who logged in while we learned the server's parameters is welcomed now.
+  while (auto* c = loginWaiting_.popFront()) {
+    clients_.pushBack(*c);
+    c->finishLogin();
   }
 }
 
@@ -185,7 +288,9 @@ void Pool::serverIdle(ServerSession& server) {
     worker_.poolQuiesced(*this);
     return;
   }
-  if (!waiting_.empty()) link(*waiting_.front(), server);
+  // The client that waited longest gets it, on this worker or another (published idle first,
+  // then looked for waiters: see SharedPool).
+  dispatchIdle(false);
 }
 
 void Pool::serverClosed(ServerSession& server) {
@@ -193,8 +298,16 @@ void Pool::serverClosed(ServerSession& server) {
   idle_.remove(server);
   active_.remove(server);
   if (serverCount_ > 0) --serverCount_;
-  manager_.serverGone(*this);
+  slots().release();
   if (worker_.shutdownMode() != net::Shutdown::None) worker_.checkShutdownDone();
+  // A place in the pool is free: clients waiting on another worker may open a server there.
+  int other = shared_.oldestWaiter();
+  if (other >= 0 && other != worker_.index()) {
+    SharedPool* key = &shared_;
+    worker_.engine().post(other, [key](net::Worker& w) {
+      if (Pool* p = w.pools().find(*key)) p->launchIfNeeded(w.nowMs());
+    });
+  }
   // Someone may still be waiting: a replacement may be opened (within the backoff).
   if (hasDemand() && worker_.shutdownMode() == net::Shutdown::None) launchIfNeeded(worker_.nowMs());
 }
@@ -209,7 +322,7 @@ void Pool::connectFailed(const Error& error, std::string_view serverError) {
   nextAttemptMs_ = worker_.nowMs() + backoff;
   // With no server at all there is nobody to serve the queue: tell the waiting clients now
   // instead of letting them sit until query_wait_timeout.
-  if (serverCount_ == 0) failWaiters(error, serverError);
+  if (shared_.servers.value() == 0) failWaiters(error, serverError);
 }
 
 void Pool::failWaiters(const Error& error, std::string_view serverError) {
@@ -224,28 +337,56 @@ void Pool::failWaiters(const Error& error, std::string_view serverError) {
   waiting_.forEach(failOne);
 }
 
-bool Pool::mayOpenServer(int64_t nowMs) {
-  if (nowMs < nextAttemptMs_ || paused_) return false;
-  if (worker_.shutdownMode() != net::Shutdown::None) return false;
-  int64_t limit = poolSize_;
+int Pool::serverLimit(int64_t nowMs) {
+  int limit = poolSize_;
   if (reservePool_ > 0) {
     const client::ClientSession* oldest = waiting_.front();
     if (oldest && nowMs - oldest->stateSinceMs() >= reserveTimeoutMs_) limit += reservePool_;
   }
-  if (int64_t(serverCount_) >= limit) return false;
-  return manager_.mayOpen(*this);
+  return limit;
+}
+
+bool Pool::mayOpenServer(int64_t nowMs) {
+  if (nowMs < nextAttemptMs_ || paused_) return false;
+  if (worker_.shutdownMode() != net::Shutdown::None) return false;
+  if (shared_.servers.value() >= serverLimit(nowMs)) return false;
+  auto within = [](const SharedCounter* c, int limit) { return limit <= 0 || c->value() < limit; };
+  return within(dbServers_, dbLimit_) && within(userServers_, userLimit_);
+}
+
+// Exact across workers: the place is taken atomically in every count, or in none.
+bool Pool::reserveServer(int limit) {
+  if (!shared_.servers.tryAdd(limit)) return false;
+  if (!dbServers_->tryAdd(dbLimit_)) {
+    shared_.servers.sub();
+    return false;
+  }
+  if (!userServers_->tryAdd(userLimit_)) {
+    dbServers_->sub();
+    shared_.servers.sub();
+    return false;
+  }
+  return true;
+}
+
+void Pool::Slots::release() const {
+  pool->sub();
+  database->sub();
+  user->sub();
 }
 
 void Pool::launchIfNeeded(int64_t nowMs) {
   size_t demand = waiting_.size() + (loginWaiting_.empty() ? 0 : 1);
   size_t underway = pending_.size() + awaitingResolve_;
+  // Servers idle on another worker come here when asked (askOtherWorkers): cheaper than opening.
+  if (!waiting_.empty() && shared_.workerWithIdle(worker_.index()) >= 0) return;
   while (demand > underway && mayOpenServer(nowMs)) {
-    openServer();
+    openServer(serverLimit(nowMs));
     ++underway;
   }
 }
 
-void Pool::openServer() {
+void Pool::openServer(int limit) {
   int64_t now = worker_.nowMs();
   bool needDns = !host_.empty() && host_[0] != '/' && !isNumericHost(host_);
   if (!endpoint_ || (needDns && now - endpointResolvedMs_ > kDnsTtlMs)) {
@@ -264,18 +405,19 @@ void Pool::openServer() {
       return;
     }
   }
+  if (!reserveServer(limit)) return;  // another worker took the last place meanwhile
   auto fd = net::connectStart(*endpoint_);
   if (!fd) {
+    slots().release();
     connectFailed(
         Error{"08006", "connect to " + endpoint_->text + " failed: " + fd.error().message}, {});
     return;
   }
   auto* server = new ServerSession(worker_, *this, worker_.nextId());
   ++serverCount_;
-  manager_.serverOpened(*this);
   if (!server->start(*fd, *endpoint_)) {
     --serverCount_;
-    manager_.serverGone(*this);
+    slots().release();
     pending_.remove(*server);
     delete server;
     connectFailed(Error{"08006", "cannot poll the server socket"}, {});
@@ -352,22 +494,31 @@ void Pool::sweep(int64_t nowMs) {
     if (cfg.serverLifetime > 0 && nowMs - s.createdAtMs() >= cfg.serverLifetime) {
       s.close("server lifetime over");
     } else if (cfg.serverIdleTimeout > 0 && nowMs - s.lastUsedMs() >= cfg.serverIdleTimeout &&
-               int(serverCount_) > minPoolSize_) {
+               shared_.servers.value() > minPoolSize_) {
       s.close("server idle timeout");
     }
   });
+  // Safety net for the hand-over between workers (a wake-up lost to a worker that was stopping).
+  dispatchIdle(true);
+  askOtherWorkers();
   launchIfNeeded(nowMs);
   // min_pool_size: only when usher can log in by itself (a password, not a verifier awaiting a
-  // client's SCRAM keys) and the server is not failing.
+  // client's SCRAM keys) and the server is not failing. The count is shared: with several
+  // workers the place is reserved against min_pool_size itself, so they never overshoot it.
   if (minPoolSize_ > 0 && failures_ == 0) {
     bool canLogin = login_.secret.kind() != auth::SecretKind::Scram || scramClientKey_;
-    while (canLogin && int(serverCount_) < minPoolSize_ && mayOpenServer(nowMs)) openServer();
+    while (canLogin && shared_.servers.value() < minPoolSize_ && mayOpenServer(nowMs)) {
+      size_t before = serverCount_;
+      openServer(minPoolSize_);
+      if (serverCount_ == before) break;
+    }
   }
 }
 
 void Pool::resume() {
   paused_ = false;
-  while (!waiting_.empty() && !idle_.empty()) link(*waiting_.front(), *idle_.back());
+  dispatchIdle(false);
+  askOtherWorkers();
   launchIfNeeded(worker_.nowMs());
 }
 

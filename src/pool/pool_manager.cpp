@@ -16,16 +16,14 @@ Pool* PoolManager::poolFor(const config::Config& config, std::string_view databa
   auto key = std::make_pair(std::string(database), poolUser);
   auto it = pools_.find(key);
   if (it == pools_.end()) {
-    auto pool = std::make_unique<Pool>(worker_, *this, key.first, key.second);
+    auto& shared = worker_.engine().sharedPools().pool(key.first, key.second);
+    auto pool = std::make_unique<Pool>(worker_, *this, shared, key.first, key.second);
     pool->configure(config, *db, userCfg);
     if (worker_.paused() || worker_.databasePaused(key.first)) pool->pause();
+    byShared_[&shared] = pool.get();
     it = pools_.emplace(key, std::move(pool)).first;
     log::pool().debug("new pool {}/{}", key.first, key.second);
   }
-  dbLimit_[db->name] = db->maxDbConnections.value_or(config.maxDbConnections);
-  int userLimit = config.maxUserConnections;
-  if (userCfg && userCfg->maxUserConnections) userLimit = *userCfg->maxUserConnections;
-  userLimit_[poolUser] = userLimit;
   return it->second.get();
 }
 
@@ -39,33 +37,8 @@ void PoolManager::reconfigure(const config::Config& config) {
       continue;
     }
     pool->configure(config, *db, config.findUser(key.second));
-    dbLimit_[db->name] = db->maxDbConnections.value_or(config.maxDbConnections);
   }
   verifiers_.clear();
-}
-
-bool PoolManager::mayOpen(const Pool& pool) const {
-  auto limitOk = [](const auto& counts, const auto& limits, const std::string& key) {
-    auto l = limits.find(key);
-    if (l == limits.end() || l->second <= 0) return true;
-    auto c = counts.find(key);
-    return c == counts.end() || c->second < l->second;
-  };
-  return limitOk(serversPerDb_, dbLimit_, pool.dbKey_) &&
-         limitOk(serversPerUser_, userLimit_, pool.login().user);
-}
-
-void PoolManager::serverOpened(const Pool& pool) {
-  ++serversPerDb_[pool.dbKey_];
-  ++serversPerUser_[pool.login().user];
-}
-
-void PoolManager::serverGone(const Pool& pool) {
-  if (auto it = serversPerDb_.find(pool.dbKey_); it != serversPerDb_.end() && it->second > 0)
-    --it->second;
-  if (auto it = serversPerUser_.find(pool.login().user);
-      it != serversPerUser_.end() && it->second > 0)
-    --it->second;
 }
 
 const auth::ScramVerifier& PoolManager::verifierFor(std::string_view user,

@@ -2,6 +2,7 @@
 #include "usher/pool/prepared.h"
 
 #include <cctype>
+#include <vector>
 
 #include "usher/base/byte_reader.h"
 
@@ -25,22 +26,62 @@ StatementRegistry::~StatementRegistry() {
   for (auto& [body, s] : byBody_) s->registry_ = nullptr;
 }
 
+void StatementRegistry::syncRetirements() {
+  if (!shared_) return;
+  uint64_t now = shared_->retirements();
+  if (now == seenRetirements_) return;
+  seenRetirements_ = now;
+  std::vector<Statement*> stale;
+  for (auto& [body, s] : byBody_)
+    if (!shared_->isCurrent(body, s->id())) stale.push_back(s);
+  for (auto* s : stale) retire(*s);
+}
+
 StmtRef StatementRegistry::intern(std::string_view body) {
+  syncRetirements();
   auto it = byBody_.find(body);
   if (it != byBody_.end()) return StmtRef(it->second);
-  auto* s = new Statement(*this, ++nextId_, body);
+  uint64_t id = shared_ ? shared_->idFor(body) : ++nextId_;
+  auto* s = new Statement(*this, id, body);
   byBody_.emplace(s->body(), s);
   return StmtRef(s);
 }
 
-StmtRef StatementRegistry::findProvenValid(std::string_view body) const {
+StmtRef StatementRegistry::adopt(uint64_t id, std::string_view body) {
+  syncRetirements();
   auto it = byBody_.find(body);
-  if (it == byBody_.end() || !it->second->provenValid()) return {};
-  return StmtRef(it->second);
+  if (it != byBody_.end() && it->second->id() == id) return StmtRef(it->second);
+  auto* s = new Statement(*this, id, body);
+  s->provenValid_ = true;  // a server parsed it
+  if (it == byBody_.end() && shared_ && shared_->isCurrent(body, id)) {
+    byBody_.emplace(s->body(), s);
+  } else {
+    s->retired_ = true;
+    s->registry_ = nullptr;
+  }
+  return StmtRef(s);
+}
+
+StmtRef StatementRegistry::findProvenValid(std::string_view body) {
+  syncRetirements();
+  auto it = byBody_.find(body);
+  if (it != byBody_.end() && it->second->provenValid()) return StmtRef(it->second);
+  // A server of another worker accepted it (once per body and worker: then it is known here).
+  if (!shared_ || !shared_->proven(body)) return {};
+  StmtRef s = intern(body);
+  s->provenValid_ = true;
+  return s;
+}
+
+void Statement::markProvenValid() {
+  if (provenValid_) return;
+  provenValid_ = true;
+  if (registry_ && registry_->shared_) registry_->shared_->prove(body_);
 }
 
 void StatementRegistry::retire(Statement& s) {
   if (s.retired_) return;
+  if (shared_) shared_->retire(s.body(), s.id());
   s.retired_ = true;
   s.registry_ = nullptr;
   byBody_.erase(s.body());
@@ -49,6 +90,41 @@ void StatementRegistry::retire(Statement& s) {
 void StatementRegistry::destroy(Statement* s) {
   byBody_.erase(s->body());
   delete s;
+}
+
+uint64_t SharedStatements::idFor(std::string_view body) {
+  std::lock_guard lock(mutex_);
+  auto it = ids_.find(std::string(body));
+  if (it != ids_.end()) return it->second;
+  if (ids_.size() >= kMaxRemembered) ids_.clear();
+  ids_.emplace(body, ++lastId_);
+  return lastId_;
+}
+
+void SharedStatements::retire(std::string_view body, uint64_t id) {
+  std::lock_guard lock(mutex_);
+  auto it = ids_.find(std::string(body));
+  if (it != ids_.end() && it->second == id) {
+    ids_.erase(it);
+    retirements_.fetch_add(1, std::memory_order_release);
+  }
+}
+
+bool SharedStatements::isCurrent(std::string_view body, uint64_t id) const {
+  std::lock_guard lock(mutex_);
+  auto it = ids_.find(std::string(body));
+  return it != ids_.end() && it->second == id;
+}
+
+bool SharedStatements::proven(std::string_view body) const {
+  std::lock_guard lock(mutex_);
+  return proven_.contains(std::string(body));
+}
+
+void SharedStatements::prove(std::string_view body) {
+  std::lock_guard lock(mutex_);
+  if (proven_.size() >= kMaxRemembered) proven_.clear();
+  proven_.emplace(body);
 }
 
 std::string_view ClientStatements::nameOf(const Statement* s) const {

@@ -2,6 +2,8 @@
 // client's traffic with the release rule of transaction pooling.
 #include "usher/pool/server_session.h"
 
+#include <unistd.h>
+
 #include <cstring>
 
 #include "usher/auth/md5.h"
@@ -124,6 +126,69 @@ bool ServerSession::start(int fd, const net::Endpoint& ep) {
   if (!sock_.open(fd)) return false;
   pool_.serverStateChanged(*this);
   return true;
+}
+
+// ---- hand-over between workers ------------------------------------------------------------------
+
+ServerTransfer::~ServerTransfer() {
+  if (fd < 0) return;  // delivered
+  ::close(fd);
+  for (auto* c : slots)
+    if (c) c->sub();
+}
+
+bool ServerSession::readyToMove() const {
+  return state_ == ServerState::Idle && sock_.in.empty() && !sock_.hasPendingOutput() &&
+         relay_.idle();
+}
+
+void ServerSession::handOff(int to) {
+  auto t = std::make_unique<ServerTransfer>();
+  t->id = id_;
+  t->endpoint = endpoint_;
+  t->params = std::move(params_);
+  t->localSets = std::move(localSets_);
+  t->backendPid = backendPid_;
+  t->backendKey = backendKey_;
+  t->createdAtMs = createdAtMs_;
+  t->lastUsedMs = lastUsedMs_;
+  t->statements = relay_.exportStatements();
+  auto slots = pool_.slots();
+  t->slots[0] = slots.pool;
+  t->slots[1] = slots.database;
+  t->slots[2] = slots.user;
+  sock_.releaseBuffers(worker_.buffers());
+  t->fd = sock_.release();  // this session is freed from the close callback
+  setState(ServerState::Closed);
+  pool_.serverLeft(*this);
+  log::pool().debug("S-{}: handed to worker {}", id_, to);
+  SharedPool* key = &pool_.shared();
+  worker_.engine().post(to, [key, t = std::move(t)](net::Worker& w) mutable {
+    Pool* pool = w.pools().find(*key);
+    if (pool) adopt(w, *pool, std::move(t));
+    // no pool there (it cannot have had waiters): t closes the connection
+  });
+}
+
+void ServerSession::adopt(net::Worker& worker, Pool& pool, std::unique_ptr<ServerTransfer> t) {
+  auto* s = new ServerSession(worker, pool, t->id);
+  s->endpoint_ = t->endpoint;
+  s->params_ = std::move(t->params);
+  s->localSets_ = std::move(t->localSets);
+  s->backendPid_ = t->backendPid;
+  s->backendKey_ = t->backendKey;
+  s->createdAtMs_ = t->createdAtMs;
+  s->lastUsedMs_ = t->lastUsedMs;
+  s->relay_.importStatements(t->statements);
+  s->state_ = ServerState::Idle;  // arrives logged in and idle: no transition to check
+  s->sock_.want(true, false);     // an idle server is read for notices and its own close
+  int fd = std::exchange(t->fd, -1);
+  if (!s->sock_.open(fd)) {
+    for (auto* c : t->slots) c->sub();
+    delete s;  // its socket closes the fd it was never able to poll
+    return;
+  }
+  pool.serverArrived(*s);
 }
 
 void ServerSession::onWritable() {

@@ -894,6 +894,24 @@ void StatementRelay::unlinked() {
   client_ = {};
 }
 
+std::vector<std::pair<uint64_t, std::string>> StatementRelay::exportStatements() const {
+  std::vector<std::pair<uint64_t, std::string>> list;
+  list.reserve(onServer_.size());
+  for (const auto& [stmt, entry] : onServer_)
+    if (entry.confirmed) list.emplace_back(stmt->id(), std::string(stmt->body()));
+  return list;
+}
+
+void StatementRelay::importStatements(const std::vector<std::pair<uint64_t, std::string>>& list) {
+  for (const auto& [id, body] : list) {
+    StmtRef stmt = server_.registry->adopt(id, body);
+    auto& entry = onServer_[stmt.get()];
+    entry.stmt = std::move(stmt);
+    entry.lastUse = ++useClock_;
+    entry.confirmed = true;
+  }
+}
+
 void StatementRelay::forgetServerStatements() {
   onServer_.clear();
   unnamedGen_ = 0;

@@ -114,7 +114,11 @@ struct Config {
   bool logConnections = true;
   bool logDisconnections = true;
   bool logPoolerErrors = true;
-  int workers = 1;
+  // Waiting clients are served first come, first served across workers; a server is handed to
+  // another worker's client only if it began waiting this much before this worker's oldest.
+  // 0 = strict order. usher's own key.
+  Millis workerFifoSlack = 0;
+  int workers = 0;  // 0: one per core (resolved at load)
   // Prometheus text endpoint ("127.0.0.1:9127"); empty = off. usher's own key.
   std::string metricsListen;
 

@@ -71,6 +71,8 @@ class Socket {
 
   // Idempotent. Stops polling, closes the fd, and calls owner.onSocketClosed() from the loop.
   void close();
+  // Like close(), but the fd stays open and is returned: the connection moves to another loop.
+  int release();
 
   IoBuffer in;   // bytes read from the peer, not yet consumed
   IoBuffer out;  // bytes the pooler generated for the peer, not yet sent

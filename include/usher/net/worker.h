@@ -1,11 +1,12 @@
 // Worker: one event loop and everything attached to it — listeners, client and server sessions,
-// pools, the janitor. One worker is a complete pooler.
+// pools, the janitor. One worker is a complete pooler; the Engine runs several, one per thread.
 #pragma once
 
 #include <uv.h>
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -15,6 +16,7 @@
 #include "usher/client/client_session.h"
 #include "usher/config/config.h"
 #include "usher/net/address.h"
+#include "usher/net/engine.h"
 #include "usher/pool/pool_manager.h"
 
 namespace usher::janitor {
@@ -38,15 +40,21 @@ enum class Shutdown {
 
 class Worker {
  public:
-  explicit Worker(config::ConfigPtr config);
+  Worker(Engine& engine, int index, config::ConfigPtr config);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
-  // Opens the listeners (before dropping privileges or daemonizing).
-  Result<void> listen();
+  // Opens the listeners (before dropping privileges or daemonizing). Worker 0 binds every
+  // endpoint; the others bind the same TCP ports (SO_REUSEPORT) and share its Unix sockets.
+  Result<void> listen(const Worker* first);
   // Runs the loop until shutdown completes.
   void run();
+
+  Engine& engine() { return engine_; }
+  int index() const { return index_; }
+  // Called from any thread: runs `task` on this worker's loop. False once the worker stopped.
+  bool post(Task task);
 
   uv_loop_t* loop() { return &loop_; }
   int64_t nowMs() { return int64_t(uv_now(&loop_)); }
@@ -54,7 +62,7 @@ class Worker {
   const config::Config& config() const { return *config_; }
   const config::ConfigPtr& configPtr() const { return config_; }
   pool::PoolManager& pools() { return pools_; }
-  uint64_t nextId() { return ++lastId_; }
+  uint64_t nextId() { return engine_.nextId(); }
 
   // Client registry and cancel keys.
   void clientClosed(client::ClientSession& client);
@@ -65,10 +73,14 @@ class Worker {
   void cancelRequested(int32_t pid, int32_t key);
   ClientList& clients() { return clients_; }
 
-  // Signals and reload. reload() is false (and the running config stays) when loading failed.
+  // Signals and reload. reload() is false (and the running config stays) when loading failed;
+  // otherwise every worker switches to the new config.
   bool reload();
-  // Switch to a new validated config (reload, console SET).
+  // Switch this worker to a new validated config (Engine::applyConfig calls it on each).
   void applyConfig(config::ConfigPtr next);
+  // The signal handlers (worker 0 only), telling every worker.
+  void installSignalHandlers();
+  void handleSignal(int signum);
 
   // Console state: PAUSE/SUSPEND (all pools or per database) and DISABLE.
   bool paused() const { return paused_; }
@@ -94,6 +106,8 @@ class Worker {
   }
   // The console's own row in SHOW STATS: each console command is one transaction and query.
   pool::PoolStats consoleStats;
+  // A check of parked console commands is under way on every worker (console.cpp).
+  bool consoleCheckInFlight = false;
 
   // A pool released its last active server while paused: parked commands may complete.
   void poolQuiesced(pool::Pool& pool);
@@ -116,7 +130,11 @@ class Worker {
   void accept(Listener& listener);
   void closeListeners();
   static void onSignal(uv_signal_t* handle, int signum);
+  static void onMail(uv_async_t* handle);
+  void closeMailbox();
 
+  Engine& engine_;
+  int index_;
   uv_loop_t loop_{};
   config::ConfigPtr config_;
   BufferPool buffers_;
@@ -135,7 +153,13 @@ class Worker {
   std::vector<std::pair<client::ClientSession*, std::string>> parked_;
   Shutdown shutdown_ = Shutdown::None;
   bool stopping_ = false;
-  uint64_t lastId_ = 0;
+
+  // Tasks posted by other threads (mailMutex_ guards mail_ and mailOpen_).
+  std::mutex mailMutex_;
+  std::vector<Task> mail_;
+  std::vector<Task> mailRunning_;
+  bool mailOpen_ = true;
+  uv_async_t mailAsync_{};
 };
 
 }  // namespace usher::net

@@ -15,6 +15,7 @@
 #include "usher/pool/param_set.h"
 #include "usher/pool/prepared.h"
 #include "usher/pool/server_session.h"
+#include "usher/pool/shared_pool.h"
 
 namespace usher::net {
 class Worker;
@@ -56,9 +57,14 @@ struct ServerLogin {
   auth::Secret secret;  // may be empty (trust) or a SCRAM verifier (pass-through)
 };
 
+// One worker's part of a pool. The workers' parts of one (database, user) share a SharedPool:
+// pool_size and the database and user limits count servers on every worker, and a server that
+// goes idle is given to the client that has waited longest on any worker (handed over to that
+// worker when it is not this one).
 class Pool {
  public:
-  Pool(net::Worker& worker, PoolManager& manager, std::string database, std::string user);
+  Pool(net::Worker& worker, PoolManager& manager, SharedPool& shared, std::string database,
+       std::string user);
   ~Pool();
 
   const std::string& database() const { return database_; }
@@ -91,17 +97,33 @@ class Pool {
   void serverClosed(ServerSession& server);
   void serverLoginFailed(ServerSession& server, const Error& error, std::string_view serverError);
   void serverStateChanged(ServerSession& server);  // moves it to the list of its state
+  // Hand-over between workers: an idle server left for another worker / arrived from one.
+  void serverLeft(ServerSession& server);
+  void serverArrived(ServerSession& server);
+  // Another worker has clients waiting: give them idle servers of this worker.
+  void serveOtherWorkers();
+  SharedPool& shared() { return shared_; }
+  // The shared counts a server of this pool holds a place in (released when it closes).
+  struct Slots {
+    SharedCounter* pool;
+    SharedCounter* database;
+    SharedCounter* user;
+    void release() const;
+  };
+  Slots slots() const { return {&shared_.servers, dbServers_, userServers_}; }
   std::optional<auth::ScramClient> scramForLogin() const;
 
   // The parameters PostgreSQL announced at the first login: sent to every client at its login.
   bool welcomeKnown() const { return welcomeKnown_; }
+  // The first login on any worker made them known (SharedPool::welcome).
+  void welcomeArrived();
   const ParamSet& welcome() const { return welcome_; }
 
   // Janitor: timeouts, connection retries, min_pool_size, idle/lifetime closing.
   void sweep(int64_t nowMs);
   void closeAll(std::string_view reason);
 
-  // Counts (for limits, logs and the admin console).
+  // Counts on this worker (for logs and the admin console); the limits use the shared counts.
   size_t serverCount() const { return serverCount_; }
   size_t idleCount() const { return idle_.size(); }
   size_t activeCount() const { return active_.size(); }
@@ -152,8 +174,19 @@ class Pool {
 
  private:
   void launchIfNeeded(int64_t nowMs);
+  int serverLimit(int64_t nowMs);
   bool mayOpenServer(int64_t nowMs);
-  void openServer();
+  // Opens a server if the shared counts stay within `limit` and the database and user limits.
+  void openServer(int limit);
+  bool reserveServer(int limit);
+  // Idle servers to the clients that waited longest, here or on other workers. `oncePerWorker`:
+  // at most one server to each other worker (it asks again while it still has waiters).
+  void dispatchIdle(bool oncePerWorker);
+  void handOff(ServerSession& server, int toWorker);
+  // The waiting list changed: publish when its oldest client began waiting.
+  void publishWaiters();
+  // Clients wait here while another worker has idle servers: ask it for one.
+  void askOtherWorkers();
   void resolve();
   void link(client::ClientSession& client, ServerSession& server);
   void connectFailed(const Error& error, std::string_view serverError);
@@ -161,6 +194,11 @@ class Pool {
 
   net::Worker& worker_;
   PoolManager& manager_;
+  SharedPool& shared_;
+  SharedCounter* dbServers_ = nullptr;
+  SharedCounter* userServers_ = nullptr;
+  int dbLimit_ = 0;
+  int userLimit_ = 0;
   std::string database_;
   std::string user_;
 
@@ -170,6 +208,7 @@ class Pool {
   int minPoolSize_ = 0;
   int reservePool_ = 0;
   int64_t reserveTimeoutMs_ = 5000;
+  uint64_t fifoSlackUs_ = 0;
   std::string host_;
   int port_ = 5432;
   std::string dbKey_;  // database name used for max_db_connections accounting

@@ -1,10 +1,11 @@
-// PoolManager: finds or creates the Pool for a (database, user) pair and enforces the limits that
-// span pools (max_db_connections, max_user_connections).
+// PoolManager: one worker's pools by (database, user). The limits that span pools and workers
+// (max_db_connections, max_user_connections) are shared counts the pools reserve in.
 #pragma once
 
 #include <map>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <utility>
 
 #include "usher/auth/secret.h"
@@ -27,9 +28,11 @@ class PoolManager {
   // After a reload: refresh every pool's settings; pools whose database vanished drain.
   void reconfigure(const config::Config& config);
 
-  bool mayOpen(const Pool& pool) const;
-  void serverOpened(const Pool& pool);
-  void serverGone(const Pool& pool);
+  // This worker's part of a shared pool, if a client of it ever came here.
+  Pool* find(const SharedPool& shared) const {
+    auto it = byShared_.find(&shared);
+    return it == byShared_.end() ? nullptr : it->second;
+  }
 
   // SCRAM verifier for a user whose secret is a plaintext password: derived once per password
   // (PBKDF2 is deliberately slow) and kept for the process lifetime of that secret.
@@ -46,10 +49,7 @@ class PoolManager {
  private:
   net::Worker& worker_;
   std::map<std::pair<std::string, std::string>, std::unique_ptr<Pool>, std::less<>> pools_;
-  std::map<std::string, int, std::less<>> serversPerDb_;
-  std::map<std::string, int, std::less<>> serversPerUser_;
-  std::map<std::string, int, std::less<>> dbLimit_;
-  std::map<std::string, int, std::less<>> userLimit_;
+  std::unordered_map<const SharedPool*, Pool*> byShared_;
   struct CachedVerifier {
     std::string secretText;
     auth::ScramVerifier verifier;

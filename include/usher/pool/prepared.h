@@ -2,15 +2,43 @@
 // (shared when identical), and the names each client gave them.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 
 namespace usher::pool {
 
 class StatementRegistry;
+
+// What the workers' registries of one pool share: one id per body (the server-side name
+// usher_s<id> then means the same statement on every worker, so a server handed from one worker
+// to another keeps its statements usable) and which bodies a server has accepted (so every
+// worker may answer a lone Parse of them without a server). Taken once per new body and worker.
+class SharedStatements {
+ public:
+  // The current id of `body`, given one if it has none.
+  uint64_t idFor(std::string_view body);
+  // Its plan went stale: the next idFor() gives a fresh id.
+  void retire(std::string_view body, uint64_t id);
+  bool isCurrent(std::string_view body, uint64_t id) const;
+  bool proven(std::string_view body) const;
+  void prove(std::string_view body);
+  // Bumped by every retire(): a registry that sees it change looks for its own stale statements.
+  uint64_t retirements() const { return retirements_.load(std::memory_order_acquire); }
+
+ private:
+  static constexpr size_t kMaxRemembered = 10000;  // bounded; forgotten bodies get new ids
+  mutable std::mutex mutex_;
+  std::atomic<uint64_t> retirements_{0};
+  uint64_t lastId_ = 0;
+  std::unordered_map<std::string, uint64_t> ids_;
+  std::unordered_set<std::string> proven_;
+};
 
 // One statement as PostgreSQL parses it: a Parse message's payload after the name (the query,
 // then the parameter type OIDs). Clients that prepare the same body share one Statement, which
@@ -26,11 +54,33 @@ class Statement {
   uint64_t id() const { return id_; }
   // A server accepted it once: the SQL parses (usher may then answer a lone Parse + Sync).
   bool provenValid() const { return provenValid_; }
-  void markProvenValid() { provenValid_ = true; }
+  void markProvenValid();
 
  private:
   friend class StmtRef;
   friend class StatementRegistry;
+
+  // What the workers' registries of one pool share: where statement ids come from (a server-side
+  // name then means one body in the whole process, so a server handed from one worker to another
+  // never holds two statements under one name) and which bodies a server has accepted (so every
+  // worker may answer a lone Parse of them without a server).
+  struct SharedStatements {
+    std::atomic<uint64_t> ids{0};
+    bool proven(std::string_view body) const {
+      std::lock_guard lock(mutex);
+      return provenBodies.contains(std::string(body));
+    }
+    void prove(std::string_view body) {
+      std::lock_guard lock(mutex);
+      if (provenBodies.size() >= kMaxRemembered) provenBodies.clear();  // bounded; relearnt
+      provenBodies.emplace(body);
+    }
+    static constexpr size_t kMaxRemembered = 10000;
+
+   private:
+    mutable std::mutex mutex;
+    std::unordered_set<std::string> provenBodies;
+  };
   StatementRegistry* registry_;
   uint64_t id_;
   std::string body_;
@@ -66,14 +116,19 @@ class StmtRef {
 // A pool's statements by body. Bodies are looked up by view: no allocation to find one.
 class StatementRegistry {
  public:
-  StatementRegistry() = default;
+  // `shared`: what this pool's registries on other workers share; null: nothing (tests).
+  explicit StatementRegistry(SharedStatements* shared = nullptr) : shared_(shared) {}
   StatementRegistry(const StatementRegistry&) = delete;
   StatementRegistry& operator=(const StatementRegistry&) = delete;
   ~StatementRegistry();
 
   StmtRef intern(std::string_view body);
+  // A statement a server handed over from another worker holds as `usher_s<id>`: this registry's
+  // statement when it is the same one, otherwise one kept only for that server (not found by
+  // body, so clients here never bind it; the server's LRU closes it in time).
+  StmtRef adopt(uint64_t id, std::string_view body);
   // The statement with this body if a server has already accepted it, else null.
-  StmtRef findProvenValid(std::string_view body) const;
+  StmtRef findProvenValid(std::string_view body);
   // The server reported the statement's cached plan stale: the next Parse of the same body gets a
   // fresh statement (and a fresh server-side name), as a client re-preparing expects.
   void retire(Statement& s);
@@ -86,6 +141,11 @@ class StatementRegistry {
   void destroy(Statement* s);
 
   std::unordered_map<std::string_view, Statement*> byBody_;
+  friend class Statement;
+  // Another worker's server reported a plan stale: retire the same statements here.
+  void syncRetirements();
+  SharedStatements* shared_;
+  uint64_t seenRetirements_ = 0;
   uint64_t nextId_ = 0;
   uint64_t lastGeneration_ = 0;
 };

@@ -24,6 +24,29 @@ class Worker;
 namespace usher::pool {
 
 class Pool;
+class SharedCounter;
+
+// An idle, logged-in server on its way from one worker to another: everything its ServerSession
+// knows that outlives a link. If it is dropped undelivered (the other worker stopped), the
+// connection is closed and its places in the shared counts are given back.
+struct ServerTransfer {
+  ServerTransfer() = default;
+  ServerTransfer(const ServerTransfer&) = delete;
+  ServerTransfer& operator=(const ServerTransfer&) = delete;
+  ~ServerTransfer();
+
+  int fd = -1;
+  uint64_t id = 0;
+  net::Endpoint endpoint;
+  ParamSet params;
+  ParamSet localSets;
+  int32_t backendPid = 0;
+  int32_t backendKey = 0;
+  int64_t createdAtMs = 0;
+  int64_t lastUsedMs = 0;
+  std::vector<std::pair<uint64_t, std::string>> statements;
+  SharedCounter* slots[3] = {};  // pool, database, user
+};
 
 // Lifecycle. setState() is the only writer and checks these edges:
 //
@@ -48,6 +71,11 @@ class ServerSession final : public net::SocketOwner {
   // Takes a socket whose nonblocking connect to `ep` is under way. False if it cannot be
   // polled (the caller then deletes the session; nothing else refers to it yet).
   bool start(int fd, const net::Endpoint& ep);
+  // Hand-over between workers. readyToMove(): idle with nothing buffered. handOff() posts it to
+  // worker `to` and frees this session; adopt() recreates it there, idle, in `pool`.
+  bool readyToMove() const;
+  void handOff(int to);
+  static void adopt(net::Worker& worker, Pool& pool, std::unique_ptr<ServerTransfer> transfer);
 
   ServerState state() const { return state_; }
   uint64_t id() const { return id_; }

@@ -160,6 +160,10 @@ class StatementRelay {
   // The server's statements are gone (DISCARD ALL / DEALLOCATE ALL ran there).
   void forgetServerStatements();
   size_t preparedCount() const { return onServer_.size(); }
+  // The server moves to another worker (idle, nothing pending): the statements it holds, as
+  // (id, body), and back in from the list on the new worker's registry.
+  std::vector<std::pair<uint64_t, std::string>> exportStatements() const;
+  void importStatements(const std::vector<std::pair<uint64_t, std::string>>& list);
   // Moves the server's approved bytes into the client's output, so a reply usher writes or drops
   // keeps its place in the stream.
   void cutServerStream();
