@@ -1,18 +1,22 @@
-// The admin console: PgBouncer's SHOW and control commands, answered from this worker's pools
-// and sessions.
+// The admin console: PgBouncer's SHOW and control commands. With several workers a SHOW is
+// answered by every worker from its own pools and sessions and the parts are merged; a control
+// command is applied by every worker.
 #include "usher/admin/console.h"
 
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <charconv>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <span>
 #include <vector>
 
+#include "usher/admin/merge.h"
 #include "usher/admin/result_set.h"
 #include "usher/base/clock.h"
 #include "usher/base/log.h"
@@ -31,7 +35,7 @@ using client::ClientSession;
 using Row = std::vector<std::optional<std::string>>;
 
 // Commands that answer later; stored in ClientSession::adminPending().
-enum Pending : uint8_t { kNone = 0, kPause = 1, kSuspend = 2, kWaitClose = 3 };
+enum Pending : uint8_t { kNone = 0, kPause = 1, kSuspend = 2, kWaitClose = 3, kGather = 4 };
 
 // Console errors are ERROR (the session goes on), SQLSTATE 08P01, PgBouncer's texts.
 void error(IoBuffer& out, std::string_view message) {
@@ -527,6 +531,7 @@ void showLists(net::Worker& w, IoBuffer& out) {
   for (const auto& [name, s] : w.config().secrets)
     if (!w.config().findUser(name)) ++users;
   ResultSet rs(out, {{"list", oid::kText}, {"items", oid::kInt4}});
+  if (w.engine().size() > 1) pools = w.engine().sharedPools().poolCount();
   const std::pair<const char*, size_t> items[] = {{"databases", w.config().databases.size()},
                                                   {"users", users},
                                                   {"peers", 0},
@@ -738,6 +743,48 @@ bool closesDone(net::Worker& w, const std::string& db) {
   return !pending;
 }
 
+// Applies `f` on this worker now and on every other worker soon (in order with its other mail).
+void everywhere(net::Worker& w, const std::function<void(net::Worker&)>& f) {
+  f(w);
+  w.engine().broadcast(w.index(), f);
+}
+
+ClientSession* findClient(net::Worker& w, uint64_t id) {
+  ClientSession* found = nullptr;
+  w.clients().forEach([&](ClientSession& x) {
+    if (x.id() == id && x.state() != client::ClientState::Closing) found = &x;
+  });
+  return found;
+}
+
+// The console client `id` gets its answer (written by `write`) and goes on with its next command.
+void answerLater(net::Worker& w, uint64_t id, const std::function<void(IoBuffer&)>& write) {
+  ClientSession* c = findClient(w, id);
+  if (!c || c->adminPending() != kGather) return;  // it left meanwhile
+  write(c->socket().out);
+  protocol::writeReadyForQuery(c->socket().out, 'I');
+  c->setAdminPending(kNone);
+  c->flushOwnOutput();
+  c->processPending();
+}
+
+// SHOW answered by every worker, merged here. The client reads nothing more until it is done.
+void gatherShow(net::Worker& w, ClientSession& c, const std::string& what) {
+  auto parts = std::make_shared<std::vector<std::string>>(size_t(w.engine().size()));
+  c.setAdminPending(kGather);
+  w.engine().gather(
+      w.index(),
+      [parts, what](net::Worker& x) {
+        IoBuffer part;
+        show(x, part, what);
+        (*parts)[size_t(x.index())] = std::string(part.view());
+      },
+      [parts, what, id = c.id()](net::Worker& origin) {
+        answerLater(origin, id,
+                    [&](IoBuffer& out) { mergeResults(*parts, mergeRuleFor(what), out); });
+      });
+}
+
 }  // namespace
 
 bool isConsoleDatabase(std::string_view database) {
@@ -787,6 +834,8 @@ void handleQuery(net::Worker& w, ClientSession& c, std::string_view sql) {
 
   if (verb == "SHOW" || verb == "SELECT") {
     std::string what = argv.size() == 2 ? upper(argv[1]) : "";
+    if (argv.size() == 2 && w.engine().size() > 1 && spansWorkers(what))
+      return gatherShow(w, c, what);
     if (argv.size() != 2 || !show(w, out, what)) return invalid();
     finish();
     return;
@@ -837,11 +886,13 @@ void handleQuery(net::Worker& w, ClientSession& c, std::string_view sql) {
     if (argv.size() > 2) return invalid();
     if (w.paused() || w.suspended()) return fail("already suspended/paused");
     if (!checkDb("pause")) return;
-    forPools(w, arg, [](pool::Pool& p) { p.pause(); });
-    if (arg.empty())
-      w.setPaused(true);
-    else
-      w.pauseDatabase(arg, true);
+    everywhere(w, [arg](net::Worker& x) {
+      forPools(x, arg, [](pool::Pool& p) { p.pause(); });
+      if (arg.empty())
+        x.setPaused(true);
+      else
+        x.pauseDatabase(arg, true);
+    });
     c.setAdminPending(kPause);
     w.parkConsoleCommand(c, arg);
     completePending(w);
@@ -851,8 +902,10 @@ void handleQuery(net::Worker& w, ClientSession& c, std::string_view sql) {
     bool anyPaused = false;
     for (const auto& db : cfg.databases) anyPaused |= w.databasePaused(db.name);
     if (anyPaused) return fail("cannot suspend with paused databases");
-    forPools(w, "", [](pool::Pool& p) { p.pause(); });
-    w.setSuspended(true);
+    everywhere(w, [](net::Worker& x) {
+      forPools(x, "", [](pool::Pool& p) { p.pause(); });
+      x.setSuspended(true);
+    });
     c.setAdminPending(kSuspend);
     w.parkConsoleCommand(c, "");
     completePending(w);
@@ -862,14 +915,19 @@ void handleQuery(net::Worker& w, ClientSession& c, std::string_view sql) {
     if (!checkDb("resume")) return;
     if (arg.empty()) {
       if (!w.paused() && !w.suspended()) return fail("pooler is not paused/suspended");
-      w.setPaused(false);
-      w.setSuspended(false);
     } else {
       if (!w.databasePaused(arg)) return fail("database " + arg + " is not paused");
-      w.pauseDatabase(arg, false);
     }
-    forPools(w, arg, [&](pool::Pool& p) {
-      if (!w.paused() && !w.suspended() && !w.databasePaused(p.database())) p.resume();
+    everywhere(w, [arg](net::Worker& x) {
+      if (arg.empty()) {
+        x.setPaused(false);
+        x.setSuspended(false);
+      } else {
+        x.pauseDatabase(arg, false);
+      }
+      forPools(x, arg, [&](pool::Pool& p) {
+        if (!x.paused() && !x.suspended() && !x.databasePaused(p.database())) p.resume();
+      });
     });
     done(out, "RESUME");
     finish();
@@ -878,13 +936,15 @@ void handleQuery(net::Worker& w, ClientSession& c, std::string_view sql) {
     if (arg.empty()) return fail("a database is required");
     std::string what = verb == "DISABLE" ? "disable" : "enable";
     if (!checkDb(what.c_str())) return;
-    w.disableDatabase(arg, verb == "DISABLE");
+    bool disable = verb == "DISABLE";
+    everywhere(w, [arg, disable](net::Worker& x) { x.disableDatabase(arg, disable); });
     done(out, verb);
     finish();
   } else if (verb == "RECONNECT") {
     if (argv.size() > 2) return invalid();
     if (!checkDb("reconnect")) return;
-    forPools(w, arg, [](pool::Pool& p) { p.reconnect(); });
+    everywhere(w,
+               [arg](net::Worker& x) { forPools(x, arg, [](pool::Pool& p) { p.reconnect(); }); });
     done(out, "RECONNECT");
     finish();
   } else if (verb == "KILL") {
@@ -892,13 +952,15 @@ void handleQuery(net::Worker& w, ClientSession& c, std::string_view sql) {
     if (w.paused() || w.suspended()) return fail("already suspended/paused");
     if (!checkDb("kill")) return;
     // As PgBouncer: the killed database stays paused until RESUME.
-    if (arg.empty())
-      w.setPaused(true);
-    else
-      w.pauseDatabase(arg, true);
-    forPools(w, arg, [](pool::Pool& p) {
-      p.pause();
-      p.kill("database removed");
+    everywhere(w, [arg](net::Worker& x) {
+      if (arg.empty())
+        x.setPaused(true);
+      else
+        x.pauseDatabase(arg, true);
+      forPools(x, arg, [](pool::Pool& p) {
+        p.pause();
+        p.kill("database removed");
+      });
     });
     done(out, "KILL");
     finish();
@@ -908,14 +970,25 @@ void handleQuery(net::Worker& w, ClientSession& c, std::string_view sql) {
     auto [ptr, ec] = std::from_chars(arg.data(), arg.data() + arg.size(), id);
     if (ec != std::errc() || ptr != arg.data() + arg.size())
       return fail("invalid client pointer supplied");
-    ClientSession* target = nullptr;
-    w.clients().forEach([&](ClientSession& x) {
-      if (x.id() == id && x.state() != client::ClientState::Closing) target = &x;
-    });
-    if (!target) return fail("client not found");
-    target->fail("08P01", "client killed by admin command (KILL_CLIENT)");
-    done(out, "KILL_CLIENT");
-    finish();
+    // The client may be on any worker: each looks among its own.
+    auto killed = std::make_shared<std::atomic<int>>(0);
+    c.setAdminPending(kGather);
+    w.engine().gather(
+        w.index(),
+        [id, killed](net::Worker& x) {
+          if (ClientSession* target = findClient(x, id)) {
+            target->fail("08P01", "client killed by admin command (KILL_CLIENT)");
+            ++*killed;
+          }
+        },
+        [killed, consoleId = c.id()](net::Worker& origin) {
+          answerLater(origin, consoleId, [&](IoBuffer& o) {
+            if (*killed == 0)
+              error(o, "client not found");
+            else
+              done(o, "KILL_CLIENT");
+          });
+        });
   } else if (verb == "WAIT_CLOSE") {
     if (argv.size() > 2) return invalid();
     if (!checkDb("wait in")) return;
@@ -960,7 +1033,7 @@ void handleQuery(net::Worker& w, ClientSession& c, std::string_view sql) {
       log::admin().warn("SET {} failed: {}", key, next.error().message);
       return fail("SET failed");
     }
-    w.applyConfig(*next);
+    w.engine().applyConfig(w.index(), *next);
     done(out, "SET " + key + "=" + value);
     finish();
   } else if (verb == "SHUTDOWN") {
@@ -970,12 +1043,13 @@ void handleQuery(net::Worker& w, ClientSession& c, std::string_view sql) {
       done(out, "SHUTDOWN");
       finish();
       c.flushOwnOutput();
-      w.beginShutdown(mode == "WAIT_FOR_SERVERS" ? net::Shutdown::WaitForServers
-                                                 : net::Shutdown::WaitForClients);
+      auto how = mode == "WAIT_FOR_SERVERS" ? net::Shutdown::WaitForServers
+                                            : net::Shutdown::WaitForClients;
+      everywhere(w, [how](net::Worker& x) { x.beginShutdown(how); });
     } else if (mode.empty()) {
       // No answer: the connection stays open until the process exits, as in PgBouncer.
       c.flushOwnOutput();
-      w.beginShutdown(net::Shutdown::Now);
+      everywhere(w, [](net::Worker& x) { x.beginShutdown(net::Shutdown::Now); });
     } else {
       invalid();
     }
@@ -984,32 +1058,83 @@ void handleQuery(net::Worker& w, ClientSession& c, std::string_view sql) {
   }
 }
 
-void completePending(net::Worker& w) {
+namespace {
+
+const char* pendingTag(uint8_t kind) {
+  switch (kind) {
+    case kPause:
+      return "PAUSE";
+    case kSuspend:
+      return "SUSPEND";
+    case kWaitClose:
+      return "WAIT_CLOSE";
+    default:
+      return nullptr;
+  }
+}
+
+// Whether a parked command's condition holds on this worker.
+bool conditionHolds(net::Worker& w, uint8_t kind, const std::string& db) {
+  if (kind == kWaitClose) return closesDone(w, db);
+  return quiesced(w, kind == kSuspend ? "" : db);
+}
+
+void answerParked(ClientSession& c, const char* tag) {
+  done(c.socket().out, tag);
+  protocol::writeReadyForQuery(c.socket().out, 'I');
+  c.setAdminPending(kNone);
+  c.flushOwnOutput();
+  c.processPending();  // the console client may have sent its next command meanwhile
+}
+
+// Several workers: each checks the parked commands' conditions on its own pools; the commands
+// whose condition holds everywhere are answered. One check at a time per worker.
+void completePendingEverywhere(net::Worker& w) {
+  if (w.consoleCheckInFlight) return;
+  struct Check {
+    uint64_t client;
+    uint8_t kind;
+    std::string db;
+  };
+  auto checks = std::make_shared<std::vector<Check>>();
   w.forEachParkedConsoleCommand([&](ClientSession& c, const std::string& db) {
-    bool ready = false;
-    const char* tag = "";
-    switch (c.adminPending()) {
-      case kPause:
-        ready = quiesced(w, db);
-        tag = "PAUSE";
-        break;
-      case kSuspend:
-        ready = quiesced(w, "");
-        tag = "SUSPEND";
-        break;
-      case kWaitClose:
-        ready = closesDone(w, db);
-        tag = "WAIT_CLOSE";
-        break;
-      default:
-        return true;
-    }
-    if (!ready) return false;
-    done(c.socket().out, tag);
-    protocol::writeReadyForQuery(c.socket().out, 'I');
-    c.setAdminPending(kNone);
-    c.flushOwnOutput();
-    c.processPending();  // the console client may have sent its next command meanwhile
+    checks->push_back({c.id(), c.adminPending(), db});
+    return false;
+  });
+  if (checks->empty()) return;
+  auto failing = std::make_shared<std::vector<std::atomic<int>>>(checks->size());
+  w.consoleCheckInFlight = true;
+  w.engine().gather(
+      w.index(),
+      [checks, failing](net::Worker& x) {
+        for (size_t i = 0; i < checks->size(); ++i)
+          if (!conditionHolds(x, (*checks)[i].kind, (*checks)[i].db)) ++(*failing)[i];
+      },
+      [checks, failing](net::Worker& origin) {
+        origin.consoleCheckInFlight = false;
+        origin.forEachParkedConsoleCommand([&](ClientSession& c, const std::string& db) {
+          for (size_t i = 0; i < checks->size(); ++i) {
+            const Check& k = (*checks)[i];
+            if (k.client != c.id() || k.kind != c.adminPending() || k.db != db) continue;
+            if ((*failing)[i] != 0) return false;
+            const char* tag = pendingTag(c.adminPending());
+            if (tag) answerParked(c, tag);
+            return true;
+          }
+          return false;
+        });
+      });
+}
+
+}  // namespace
+
+void completePending(net::Worker& w) {
+  if (w.engine().size() > 1) return completePendingEverywhere(w);
+  w.forEachParkedConsoleCommand([&](ClientSession& c, const std::string& db) {
+    const char* tag = pendingTag(c.adminPending());
+    if (!tag) return true;
+    if (!conditionHolds(w, c.adminPending(), db)) return false;
+    answerParked(c, tag);
     return true;
   });
 }

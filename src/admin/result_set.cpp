@@ -34,18 +34,28 @@ void ResultSet::row(std::initializer_list<std::optional<std::string>> values) {
   row(std::vector<std::optional<std::string>>(values));
 }
 
-void ResultSet::row(const std::vector<std::optional<std::string>>& values) {
-  protocol::MessageWriter w(out_);
+namespace {
+void writeRow(IoBuffer& out, const std::vector<std::optional<std::string>>& values) {
+  protocol::MessageWriter w(out);
   w.begin(protocol::be::kDataRow).i16(int16_t(values.size()));
   for (const auto& v : values) {
-    if (!v) {
+    if (!v)
       w.i32(-1);
-    } else {
+    else
       w.i32(int32_t(v->size())).raw(*v);
-    }
   }
   w.end();
+}
+}  // namespace
+
+void ResultSet::row(const std::vector<std::optional<std::string>>& values) {
+  writeRow(out_, values);
   ++rows_;
+}
+
+void ResultSet::writeRows(IoBuffer& out,
+                          const std::vector<std::vector<std::optional<std::string>>>& rows) {
+  for (const auto& values : rows) writeRow(out, values);
 }
 
 void ResultSet::finish(std::string_view tag) {

@@ -48,14 +48,32 @@ class Scrape final : public net::SocketOwner {
     if (!get)
       respond("405 Method Not Allowed", "text/plain", "only GET\n");
     else if (path == "/metrics" || path.starts_with("/metrics?"))
-      respond("200 OK", "text/plain; version=0.0.4; charset=utf-8", renderPrometheus(worker_));
+      scrapeMetrics();
     else
       respond("404 Not Found", "text/plain", "try /metrics\n");
   }
   void onWritable() override {
     if (sock_.send() != net::IoStatus::WouldBlock) finish();
   }
-  void onSocketClosed() override { delete this; }
+  void onSocketClosed() override {
+    *alive_ = false;
+    delete this;
+  }
+
+  // Every worker adds its part on its own thread; the answer goes out here when all have.
+  void scrapeMetrics() {
+    sock_.wantRead(false);
+    auto parts = std::make_shared<std::vector<MetricsSnapshot>>(size_t(worker_.engine().size()));
+    worker_.engine().gather(
+        worker_.index(),
+        [parts](net::Worker& w) { collectMetrics(w, (*parts)[size_t(w.index())]); },
+        [this, alive = alive_, parts](net::Worker&) {
+          if (!*alive) return;  // the scraper hung up meanwhile
+          MetricsSnapshot total;
+          for (const auto& p : *parts) total += p;
+          respond("200 OK", "text/plain; version=0.0.4; charset=utf-8", renderPrometheus(total));
+        });
+  }
 
   void respond(std::string_view status, std::string_view type, const std::string& body) {
     sock_.in.consume(sock_.in.readable());
@@ -75,6 +93,7 @@ class Scrape final : public net::SocketOwner {
 
   net::Worker& worker_;
   net::Socket sock_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -67,45 +68,76 @@ void histogram(Writer& w, std::string_view name, const std::string& labels, cons
 
 }  // namespace
 
-std::string renderPrometheus(net::Worker& worker) {
-  Writer w;
+void collectMetrics(net::Worker& worker, MetricsSnapshot& into) {
   uint64_t nowUs = monotonicMicros();
+  worker.pools().forEach([&](pool::Pool& p) {
+    auto& g = into.pools[{p.database(), p.user()}];
+    g.activeClients += p.activeClientCount();
+    g.waitingClients += p.waitingCount();
+    g.activeServers += p.activeCount() - p.resettingCount();
+    g.idleServers += p.idleCount();
+    g.testedServers += p.resettingCount();
+    g.loginServers += p.loginCount();
+    g.maxWaitUs = std::max(g.maxWaitUs, p.maxWaitUs(nowUs));
+    g.poolSize = p.poolSize();
+    into.byDatabase[p.database()] += p.stats;
+  });
+  into.clients += worker.clients().size();
+  into.startTimeUnix = worker.startTimeUnix();
+}
 
+MetricsSnapshot& MetricsSnapshot::operator+=(const MetricsSnapshot& o) {
+  for (const auto& [key, g] : o.pools) {
+    auto& m = pools[key];
+    m.activeClients += g.activeClients;
+    m.waitingClients += g.waitingClients;
+    m.activeServers += g.activeServers;
+    m.idleServers += g.idleServers;
+    m.testedServers += g.testedServers;
+    m.loginServers += g.loginServers;
+    m.maxWaitUs = std::max(m.maxWaitUs, g.maxWaitUs);
+    m.poolSize = g.poolSize;
+  }
+  for (const auto& [db, stats] : o.byDatabase) byDatabase[db] += stats;
+  clients += o.clients;
+  startTimeUnix = std::max(startTimeUnix, o.startTimeUnix);
+  return *this;
+}
+
+std::string renderPrometheus(const MetricsSnapshot& snapshot) {
+  Writer w;
   w.family("usher_up", "gauge", "1 while usher is serving.");
   w.sample("usher_up", "", 1);
   w.family("usher_info", "gauge", "Build information.");
   w.sample("usher_info", "version=\"" USHER_VERSION "\"", 1);
 
+  auto poolLabels = [](const std::pair<std::string, std::string>& key) {
+    return "database=\"" + label(key.first) + "\",user=\"" + label(key.second) + "\"";
+  };
   w.family("usher_pool_clients", "gauge",
            "Client connections of a pool by state (active: idle or linked; waiting: queued).");
-  worker.pools().forEach([&](pool::Pool& p) {
-    std::string l = "database=\"" + label(p.database()) + "\",user=\"" + label(p.user()) + "\"";
-    w.sample("usher_pool_clients", l + ",state=\"active\"", double(p.activeClientCount()));
-    w.sample("usher_pool_clients", l + ",state=\"waiting\"", double(p.waitingCount()));
-  });
+  for (const auto& [key, g] : snapshot.pools) {
+    std::string l = poolLabels(key);
+    w.sample("usher_pool_clients", l + ",state=\"active\"", double(g.activeClients));
+    w.sample("usher_pool_clients", l + ",state=\"waiting\"", double(g.waitingClients));
+  }
   w.family("usher_pool_servers", "gauge", "Server connections of a pool by state.");
-  worker.pools().forEach([&](pool::Pool& p) {
-    std::string l = "database=\"" + label(p.database()) + "\",user=\"" + label(p.user()) + "\"";
-    w.sample("usher_pool_servers", l + ",state=\"active\"",
-             double(p.activeCount() - p.resettingCount()));
-    w.sample("usher_pool_servers", l + ",state=\"idle\"", double(p.idleCount()));
-    w.sample("usher_pool_servers", l + ",state=\"tested\"", double(p.resettingCount()));
-    w.sample("usher_pool_servers", l + ",state=\"login\"", double(p.loginCount()));
-  });
+  for (const auto& [key, g] : snapshot.pools) {
+    std::string l = poolLabels(key);
+    w.sample("usher_pool_servers", l + ",state=\"active\"", double(g.activeServers));
+    w.sample("usher_pool_servers", l + ",state=\"idle\"", double(g.idleServers));
+    w.sample("usher_pool_servers", l + ",state=\"tested\"", double(g.testedServers));
+    w.sample("usher_pool_servers", l + ",state=\"login\"", double(g.loginServers));
+  }
   w.family("usher_pool_maxwait_seconds", "gauge", "How long the oldest waiting client has waited.");
-  worker.pools().forEach([&](pool::Pool& p) {
-    std::string l = "database=\"" + label(p.database()) + "\",user=\"" + label(p.user()) + "\"";
-    w.sample("usher_pool_maxwait_seconds", l, double(p.maxWaitUs(nowUs)) / 1e6);
-  });
+  for (const auto& [key, g] : snapshot.pools)
+    w.sample("usher_pool_maxwait_seconds", poolLabels(key), double(g.maxWaitUs) / 1e6);
   w.family("usher_pool_size", "gauge", "Configured pool_size of a pool.");
-  worker.pools().forEach([&](pool::Pool& p) {
-    std::string l = "database=\"" + label(p.database()) + "\",user=\"" + label(p.user()) + "\"";
-    w.sample("usher_pool_size", l, double(p.poolSize()));
-  });
+  for (const auto& [key, g] : snapshot.pools)
+    w.sample("usher_pool_size", poolLabels(key), double(g.poolSize));
 
   // Per database, summed over its pools (as SHOW STATS).
-  std::map<std::string, pool::PoolStats> byDb;
-  worker.pools().forEach([&](pool::Pool& p) { byDb[p.database()] += p.stats; });
+  const auto& byDb = snapshot.byDatabase;
   struct Counter {
     const char* name;
     const char* help;
@@ -149,7 +181,7 @@ std::string renderPrometheus(net::Worker& worker) {
     histogram(w, "usher_query_duration_seconds", "database=\"" + label(db) + "\"", s.queryTimes);
 
   w.family("usher_client_connections", "gauge", "Client connections, all pools and the console.");
-  w.sample("usher_client_connections", "", double(worker.clients().size()));
+  w.sample("usher_client_connections", "", double(snapshot.clients));
 
   // Process facts, named as the Prometheus client libraries name them.
   rusage ru{};
@@ -177,7 +209,7 @@ std::string renderPrometheus(net::Worker& worker) {
   w.family("process_max_fds", "gauge", "File descriptor limit.");
   w.sample("process_max_fds", "", double(rl.rlim_cur));
   w.family("process_start_time_seconds", "gauge", "Start time, seconds since the epoch.");
-  w.sample("process_start_time_seconds", "", double(worker.startTimeUnix()));
+  w.sample("process_start_time_seconds", "", double(snapshot.startTimeUnix));
   return w.take();
 }
 

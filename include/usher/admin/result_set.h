@@ -38,6 +38,9 @@ class ResultSet {
   size_t rows() const { return rows_; }
   // CommandComplete with `tag` (PgBouncer's console answers "SHOW").
   void finish(std::string_view tag = "SHOW");
+  // DataRow messages alone (for results merged from several workers).
+  static void writeRows(IoBuffer& out,
+                        const std::vector<std::vector<std::optional<std::string>>>& rows);
 
  private:
   void describe(const Column* begin, const Column* end);
