@@ -2,10 +2,15 @@
 
 What is measured around a run (the pooler's, never pgbench's or PostgreSQL's):
   - /proc/PID/stat utime+stime before and after: CPU time per transaction, and its kernel share;
+  - the same per thread (/proc/PID/task/TID/stat): how the work spread over usher's workers;
+  - all threads' on-CPU time (schedstat) every 0.2 s during the run: the most cores the pooler
+    used at once, in any 0.2 s window;
   - voluntary context switches of all the pooler's threads: how often it went to sleep in
     epoll_wait and had to be woken, per transaction;
   - `perf stat -e instructions:u,instructions:k -p PID` during the run, where the machine exposes
     hardware counters (many VMs do not: then it is reported as unavailable);
+  - PostgreSQL's CPU time (postmaster and children) and pgbench's (RUSAGE_CHILDREN): where the
+    machine's cores go, per transaction, for every target;
   - in a separate, shorter run (strace slows the traced process several-fold, so its TPS is not
     reported): `strace -c -f -p PID`, syscalls per transaction by name.
 Latency comes from pgbench's per-transaction log (--log): mean and 99th percentile.
@@ -16,15 +21,18 @@ from __future__ import annotations
 import glob
 import os
 import re
+import resource
 import shutil
 import signal
 import struct
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stack import DB, USER, Stack, proc_sample  # first: puts tests/integration on sys.path
+from stack import (DB, USER, Stack, proc_sample,  # first: puts tests/integration on sys.path
+                   run_ns_total, thread_cpu_seconds)
 
 import harness  # noqa: E402
 import pgwire  # noqa: E402
@@ -49,7 +57,9 @@ SCENARIOS = [
     Scenario("prepared", "-M prepared -S, 8 clients", ("-M", "prepared", "-S"), 8),
 ]
 SCENARIO_BY_KEY = {s.key: s for s in SCENARIOS}
-TARGETS = ("direct", "pgbouncer", "usher")
+# usher2 is usher with several workers (--multi-workers, default 2); usher keeps workers = 1.
+TARGETS = ("direct", "pgbouncer", "usher", "usher2")
+POOLERS = tuple(t for t in TARGETS if t != "direct")
 
 
 @dataclass
@@ -67,6 +77,11 @@ class RunResult:
     sys_s: float | None = None        # ... of which kernel (stime)
     run_ns: int | None = None         # pooler on-CPU time from schedstat
     wakeups: int | None = None        # pooler voluntary context switches
+    thread_cpu_s: list[float] | None = None  # utime+stime per thread during the run, busiest first
+    peak_cores: float | None = None   # most on-CPU time per wall time in one 0.2 s window
+    pg_cpu_s: float | None = None     # PostgreSQL's CPU during the run (all its processes)
+    machine_busy_s: float | None = None  # all CPUs' non-idle time (/proc/stat), anyone's
+    client_cpu_s: float | None = None  # pgbench's CPU during the run
     instructions_user: int | None = None
     instructions_kernel: int | None = None
     seconds: float = 0.0
@@ -97,6 +112,39 @@ def strace_available() -> tuple[bool, str]:
     if not shutil.which("strace"):
         return False, "strace not installed (apt-get install strace)"
     return True, ""
+
+
+class CoreSampler:
+    """Polls a pid's on-CPU time (all threads) every `interval` seconds in a background thread;
+    `peak` is the largest on-CPU ÷ wall time of any window: above 1.0, the process ran on more
+    than one core at once. schedstat of a running thread lags by up to a scheduler tick, so one
+    window's figure is good to a few per cent."""
+
+    def __init__(self, pid: int, interval: float = 0.2):
+        self.pid, self.interval = pid, interval
+        self.peak: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            last_ns, last_t = run_ns_total(self.pid), time.monotonic()
+            while not self._stop.wait(self.interval):
+                ns, t = run_ns_total(self.pid), time.monotonic()
+                if t > last_t:
+                    cores = (ns - last_ns) / 1e9 / (t - last_t)
+                    self.peak = cores if self.peak is None else max(self.peak, cores)
+                last_ns, last_t = ns, t
+        except OSError:
+            return  # the pooler exited
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 class Attached:
@@ -131,6 +179,15 @@ class Attached:
                 self.proc.kill()
                 self.proc.wait()
         self._stderr.close()
+
+
+def machine_busy_seconds() -> float:
+    """Non-idle CPU time of the whole machine so far (/proc/stat: user, nice, system, irq,
+    softirq; not idle, iowait or steal)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq = fields[:7]
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 def parse_perf(path: Path) -> tuple[int | None, int | None]:
@@ -211,22 +268,36 @@ def run_pgbench(stack: Stack, scenario: Scenario, target: str, seconds: int, rou
     tracer = (Attached(["perf", "stat", "-x,", "-e", "instructions:u,instructions:k",
                         "-p", str(pid), "-o", str(perf_out)], perf_out, None)
               if perf and pid else None)
+    sampler = CoreSampler(pid) if pid else None
+    pg_before = stack.postgres_cpu_seconds()
+    machine_before = machine_busy_seconds()
     started = time.monotonic()
     try:
         if tracer:
             tracer.__enter__()
+        if sampler:
+            sampler.__enter__()
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
         res = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL,
                              env=env, timeout=seconds + 120)
+        ru2 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        result.client_cpu_s = (ru2.ru_utime + ru2.ru_stime) - (ru.ru_utime + ru.ru_stime)
         output = res.stdout + res.stderr
         returncode = res.returncode
     except subprocess.TimeoutExpired as exc:
         output = f"pgbench did not finish within {seconds + 120}s: {exc}"
         returncode = -1
     finally:
+        if sampler:
+            sampler.__exit__(None, None, None)
         if tracer:
             tracer.__exit__(None, None, None)
     result.seconds = time.monotonic() - started
     after = proc_sample(pid) if pid and stack.alive(target) else None
+    pg_after = stack.postgres_cpu_seconds()
+    result.machine_busy_s = machine_busy_seconds() - machine_before
+    if pg_before is not None and pg_after is not None:
+        result.pg_cpu_s = pg_after - pg_before
 
     m = re.search(r"number of transactions actually processed: (\d+)", output)
     result.transactions = int(m.group(1)) if m else 0
@@ -252,6 +323,8 @@ def run_pgbench(stack: Stack, scenario: Scenario, target: str, seconds: int, rou
         result.sys_s = (after.stime_ticks - before.stime_ticks) / os.sysconf("SC_CLK_TCK")
         result.run_ns = after.run_ns - before.run_ns
         result.wakeups = after.voluntary_switches - before.voluntary_switches
+        result.thread_cpu_s = thread_cpu_seconds(before, after)
+        result.peak_cores = sampler.peak if sampler else None
     if tracer and perf_out.exists():
         result.instructions_user, result.instructions_kernel = parse_perf(perf_out)
     (scratch / f"{tag}.out").write_text(" ".join(argv) + "\n" + output)

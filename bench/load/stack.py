@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -59,6 +59,13 @@ def raise_fd_limit(wanted: int) -> int:
 # /proc readings of one process (all its threads)
 
 
+def _utime_stime(stat_path: Path) -> tuple[int, int]:
+    """utime, stime (clock ticks) from a /proc/.../stat line (fields 14 and 15)."""
+    stat = stat_path.read_text()
+    fields = stat[stat.rindex(")") + 2:].split()
+    return int(fields[11]), int(fields[12])
+
+
 @dataclass
 class ProcSample:
     utime_ticks: int
@@ -66,6 +73,9 @@ class ProcSample:
     run_ns: int           # sum of /proc/PID/task/*/schedstat: on-CPU time, ns resolution
     voluntary_switches: int  # times a thread blocked (in epoll_wait, mostly): wakeups
     rss_kb: int
+    # Per thread (tid -> utime + stime ticks, /proc/PID/task/TID/stat): which threads did the
+    # work. usher's worker 0 is the main thread, workers 1.. are threads of their own.
+    thread_ticks: dict[int, int] = field(default_factory=dict)
 
     @property
     def cpu_seconds(self) -> float:
@@ -73,20 +83,59 @@ class ProcSample:
 
 
 def proc_sample(pid: int) -> ProcSample:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2:].split()
-    utime, stime = int(fields[11]), int(fields[12])
+    utime, stime = _utime_stime(Path(f"/proc/{pid}/stat"))
     run_ns = 0
     switches = 0
+    threads: dict[int, int] = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
+            u, s = _utime_stime(task / "stat")
             run_ns += int((task / "schedstat").read_text().split()[0])
             for line in (task / "status").read_text().splitlines():
                 if line.startswith("voluntary_ctxt_switches:"):
                     switches += int(line.split()[1])
+            threads[int(task.name)] = u + s
         except (OSError, ValueError, IndexError):
             continue  # a thread that exited between listing and reading
-    return ProcSample(utime, stime, run_ns, switches, rss_kb(pid))
+    return ProcSample(utime, stime, run_ns, switches, rss_kb(pid), threads)
+
+
+def thread_cpu_seconds(before: ProcSample, after: ProcSample) -> list[float]:
+    """CPU seconds each thread used between two samples, busiest first (threads born in
+    between count from 0)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    return sorted(((t - before.thread_ticks.get(tid, 0)) / tick
+                   for tid, t in after.thread_ticks.items()), reverse=True)
+
+
+def run_ns_total(pid: int) -> int:
+    """On-CPU nanoseconds of all threads of pid (schedstat): cheap enough to poll every 0.2 s."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+def process_tree_ticks(root: int) -> int:
+    """utime+stime of `root` and its live children, plus what its reaped children used
+    (cutime+cstime): PostgreSQL's whole CPU when root is the postmaster, backends that exited
+    during a run (pgbench -C) included."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2:].split()
+        pid, ppid = int(stat.parent.name), int(fields[1])
+        if pid == root:
+            total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+        elif ppid == root:
+            total += int(fields[11]) + int(fields[12])
+    return total
 
 
 def rss_kb(pid: int) -> int:
@@ -101,13 +150,19 @@ def rss_kb(pid: int) -> int:
 
 
 class Stack:
-    """PostgreSQL plus the two poolers. Use as a context manager; everything is torn down on exit."""
+    """PostgreSQL plus the poolers. Use as a context manager; everything is torn down on exit.
+
+    Pooler targets: `pgbouncer`, `usher` (workers = usher_workers, 1 by default: one core, as
+    PgBouncer) and `usher2` (the same usher binary and settings with workers = multi_workers, 2
+    by default): the multi-core comparison."""
 
     def __init__(self, *, max_client_conn: int = 1000, usher_workers: int = 1,
+                 multi_workers: int = 2,
                  keep: bool = False, pg_max_connections: int = 300,
                  extra_settings: dict[str, dict] | None = None):
         self.max_client_conn = max_client_conn
         self.usher_workers = usher_workers
+        self.multi_workers = multi_workers
         self.keep = keep
         self.pg_max_connections = pg_max_connections
         self.extra_settings = extra_settings or {}  # kind -> {key: value}, for experiments
@@ -136,6 +191,14 @@ class Stack:
         self.verifiers = {role: pg.scram_verifier(role) for role in harness.TENANTS}
         return pg
 
+    def postgres_cpu_seconds(self) -> float | None:
+        """All of PostgreSQL's CPU time so far (postmaster, backends, background processes)."""
+        try:
+            postmaster = int((self.pg.datadir / "postmaster.pid").read_text().splitlines()[0])
+            return process_tree_ticks(postmaster) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return None
+
     def pgbench_init(self, scale: int) -> None:
         res = harness.pgbench(self.pg.port, USER, DB, self.pg.passwords[USER],
                               "-i", "-s", str(scale), "-q", timeout=600)
@@ -145,7 +208,8 @@ class Stack:
     # -- poolers ----------------------------------------------------------------------------
 
     def start_pooler(self, kind: str) -> harness.Pooler:
-        """Start a fresh usher or PgBouncer (replacing a running one of that kind)."""
+        """Start a fresh pooler target, `usher`, `usher2` or `pgbouncer` (replacing a running one
+        of that target)."""
         if kind in self.poolers:
             self.poolers.pop(kind).stop()
         self._generation += 1
@@ -158,12 +222,18 @@ class Stack:
             log_disconnections=False,
             query_wait_timeout=120,
         )
+        program = "usher" if kind in ("usher", "usher2") else kind
         if kind == "usher":
             settings["workers"] = self.usher_workers
-        settings.update(self.extra_settings.get(kind, {}))
-        config = harness.write_pooler_config(kind, workdir, self.pg, port, pool_size=POOL_SIZE,
+        elif kind == "usher2":
+            settings["workers"] = self.multi_workers
+        # --set usher.KEY=VALUE applies to both usher targets; --set usher2.KEY=VALUE to usher2 only.
+        settings.update(self.extra_settings.get(program, {}))
+        if kind != program:
+            settings.update(self.extra_settings.get(kind, {}))
+        config = harness.write_pooler_config(program, workdir, self.pg, port, pool_size=POOL_SIZE,
                                              userlist=self.verifiers, **settings)
-        if kind == "usher":
+        if program == "usher":
             argv = [str(harness.usher_binary()), str(config)]
         else:
             # PgBouncer refuses to run as root: run it as the test user, who must read its files.
@@ -171,7 +241,7 @@ class Stack:
             for p in [workdir, *workdir.rglob("*")]:
                 self.pg.os_user.chown(p)
             argv = self.pg.os_user.argv([str(harness.pgbouncer_binary()), str(config)])
-        pooler = harness.Pooler(kind=kind, port=port, workdir=workdir, config_path=config,
+        pooler = harness.Pooler(kind=program, port=port, workdir=workdir, config_path=config,
                                 log_path=workdir / f"{kind}.log", pg=self.pg, argv=argv)
         pooler.start()
         self.poolers[kind] = pooler
